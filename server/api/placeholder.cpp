@@ -1,0 +1,1 @@
+namespace cg::api { int api_placeholder = 0; }

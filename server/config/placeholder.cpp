@@ -1,0 +1,1 @@
+namespace cg::config { int p = 0; }

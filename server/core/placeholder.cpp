@@ -1,0 +1,1 @@
+namespace cg { int core_placeholder = 0; }

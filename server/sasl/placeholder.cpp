@@ -1,0 +1,1 @@
+namespace cg::sasl { int p = 0; }

@@ -1,0 +1,1 @@
+namespace cg::xml { int p = 0; }

@@ -1,0 +1,1 @@
+namespace cg::storage { int p = 0; }
