@@ -1,1 +1,0 @@
-namespace cg::config { int p = 0; }
