@@ -1,1 +1,0 @@
-namespace cg::sasl { int p = 0; }
