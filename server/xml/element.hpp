@@ -29,6 +29,8 @@ struct Attribute {
   // "to", "xml:lang"; an attribute in another namespace is named "{uri}local".
   std::string name;
   std::string value;
+
+  bool operator==(const Attribute& other) const = default;
 };
 
 class Element;

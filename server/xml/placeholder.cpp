@@ -1,1 +1,0 @@
-namespace cg::xml { int p = 0; }
