@@ -1,1 +1,0 @@
-namespace cg::api { int api_placeholder = 0; }

@@ -1,1 +1,0 @@
-namespace cg { int core_placeholder = 0; }

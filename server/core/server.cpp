@@ -1,0 +1,443 @@
+#include "server/core/server.hpp"
+
+#include "server/net/c2s_session.hpp"
+#include "storage/sqlite/sqlite_driver.hpp"
+#include "xep/registry.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <openssl/rand.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <thread>
+
+namespace cg::core {
+
+namespace fs = std::filesystem;
+using tcp = asio::ip::tcp;
+
+config::Schema full_schema() {
+  std::vector<std::string> all_names;
+  std::vector<std::string> default_names;
+  std::vector<api::ModuleInfo> infos;
+  for (auto factory : xep::module_registry()) {
+    auto info = factory()->info();
+    all_names.push_back(info.name);
+    if (info.default_enabled) {
+      default_names.push_back(info.name);
+    }
+    infos.push_back(std::move(info));
+  }
+  config::Schema schema;
+  for (auto section : config::core_sections(default_names)) {
+    if (section.name == "modules") {
+      for (auto& opt : section.options) {
+        if (opt.key == "enabled") {
+          opt.choices = all_names;
+        }
+      }
+    }
+    schema.add(std::move(section));
+  }
+  for (auto& info : infos) {
+    schema.add(api::OptionSection{"modules." + info.name, info.summary, info.options});
+  }
+  return schema;
+}
+
+namespace {
+
+std::shared_ptr<spdlog::logger> make_logger(const config::Config& cfg) {
+  std::shared_ptr<spdlog::logger> log;
+  const auto& file = cfg.get_string("log", "file");
+  if (file.empty()) {
+    log = std::make_shared<spdlog::logger>("chatgroup", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  } else {
+    log = std::make_shared<spdlog::logger>("chatgroup", std::make_shared<spdlog::sinks::basic_file_sink_mt>(file));
+  }
+  log->set_level(spdlog::level::from_str(cfg.get_string("log", "level")));
+  log->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  log->flush_on(spdlog::level::info);
+  return log;
+}
+
+C2SSettings read_c2s(const config::Config& cfg) {
+  C2SSettings s;
+  s.require_encryption = cfg.get_bool("c2s", "require_encryption");
+  s.parser_limits.max_stanza_bytes = static_cast<std::size_t>(cfg.get_int("c2s", "max_stanza_size"));
+  s.parser_limits.max_depth = static_cast<std::size_t>(cfg.get_int("c2s", "max_depth"));
+  s.max_preauth_bytes = static_cast<std::size_t>(cfg.get_int("c2s", "max_preauth_bytes"));
+  s.auth_timeout = std::chrono::seconds(cfg.get_int("c2s", "auth_timeout"));
+  s.idle_timeout = std::chrono::seconds(cfg.get_int("c2s", "idle_timeout"));
+  s.max_send_queue = static_cast<std::size_t>(cfg.get_int("c2s", "max_send_queue"));
+  s.max_connections_per_ip = static_cast<std::size_t>(cfg.get_int("c2s", "max_connections_per_ip"));
+  s.rate_limit = static_cast<std::size_t>(cfg.get_int("c2s", "rate_limit"));
+  s.conflict = cfg.get_string("c2s", "resource_conflict") == "refuse" ? routing::ConflictPolicy::Refuse
+                                                                      : routing::ConflictPolicy::KickOld;
+  s.max_resources = static_cast<std::size_t>(cfg.get_int("c2s", "max_resources"));
+  s.mechanisms = cfg.get_list("auth", "mechanisms");
+  s.allow_insecure_plain = cfg.get_bool("auth", "allow_insecure_plain");
+  s.max_auth_attempts = static_cast<int>(cfg.get_int("auth", "max_attempts"));
+  return s;
+}
+
+} // namespace
+
+Server::Server(config::Config config)
+    : config_(std::move(config)), c2s_(read_c2s(config_)), log_(make_logger(config_)), signals_(io_),
+      router_(registry_, *this) {
+  info_.name = "ChatGroup";
+  info_.version = CHATGROUP_VERSION;
+  for (const auto& h : config_.get_list("server", "hosts")) {
+    auto prepped = api::Jid::nameprep(h);
+    if (!prepped) {
+      throw std::runtime_error(config_.source() + ": key 'server.hosts': '" + h + "' is not a valid domain name");
+    }
+    info_.hosts.push_back(*prepped);
+  }
+  if (info_.hosts.empty()) {
+    throw std::runtime_error(config_.source() + ": key 'server.hosts': at least one domain is needed");
+  }
+  net::AuthLimits limits;
+  limits.base_delay = std::chrono::seconds(config_.get_int("auth", "failure_delay"));
+  limits.max_delay = std::chrono::seconds(config_.get_int("auth", "failure_delay_max"));
+  limits.ban_after = static_cast<std::size_t>(config_.get_int("auth", "ban_after"));
+  limits.window = std::chrono::seconds(config_.get_int("auth", "ban_window"));
+  limits.ban_time = std::chrono::seconds(config_.get_int("auth", "ban_time"));
+  auth_limiter_ = std::make_unique<net::AuthLimiter>(limits);
+}
+
+Server::~Server() {
+  blocking_pool_.join();
+  for (auto& m : modules_) {
+    for (auto& h : hosts_) {
+      h->remove_owner(m.context.get());
+    }
+  }
+}
+
+void Server::open_storage() {
+  fs::path data_dir(config_.get_string("server", "data_dir"));
+  std::error_code ec;
+  fs::create_directories(data_dir, ec);
+  if (ec) {
+    throw std::runtime_error("cannot create the data directory " + data_dir.string() + ": " + ec.message());
+  }
+  if (config_.get_string("storage", "driver") == "memory") {
+    storage_ = storage::make_memory_driver();
+  } else {
+    fs::path db(config_.get_string("storage", "database"));
+    if (db.is_relative()) {
+      db = data_dir / db;
+    }
+    storage::SqliteOptions opts;
+    opts.path = db.string();
+    opts.synchronous_full = config_.get_string("storage", "synchronous") == "full";
+    storage_ = storage::open_sqlite(opts);
+  }
+  accounts_ =
+      std::make_unique<Accounts>(*storage_, static_cast<std::uint32_t>(config_.get_int("auth", "scram_iterations")));
+  // A per-server secret for SCRAM's fake salts, stable across restarts so unknown users stay indistinguishable.
+  auto secrets = storage_->keyval("server");
+  auto secret = secrets->get("", "fake-salt-secret");
+  if (!secret) {
+    std::string raw(32, '\0');
+    RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(raw.size()));
+    secret = sasl::base64_encode(raw);
+    secrets->set("", "fake-salt-secret", *secret);
+  }
+  fake_salt_secret_ = *secret;
+}
+
+void Server::load_modules() {
+  std::map<std::string, api::ModuleFactory> by_name;
+  std::map<std::string, api::ModuleInfo> infos;
+  for (auto factory : xep::module_registry()) {
+    auto info = factory()->info();
+    by_name[info.name] = factory;
+    infos[info.name] = info;
+  }
+  // Dependency order: a module loads after the modules it depends on.
+  std::vector<std::string> order;
+  std::set<std::string> placed;
+  std::set<std::string> visiting;
+  std::function<void(const std::string&, const std::string&)> place = [&](const std::string& name,
+                                                                          const std::string& wanted_by) {
+    if (placed.contains(name)) {
+      return;
+    }
+    if (!infos.contains(name)) {
+      throw std::runtime_error(config_.source() + ": key 'modules.enabled': unknown module '" + name + "'" +
+                               (wanted_by.empty() ? "" : " (needed by '" + wanted_by + "')"));
+    }
+    if (!visiting.insert(name).second) {
+      throw std::runtime_error("module dependency cycle through '" + name + "'");
+    }
+    for (const auto& dep : infos[name].depends) {
+      place(dep, name);
+    }
+    placed.insert(name);
+    order.push_back(name);
+  };
+  for (const auto& name : config_.get_list("modules", "enabled")) {
+    place(name, "");
+  }
+  for (const auto& host : info_.hosts) {
+    hosts_.push_back(std::make_unique<modules::HostState>(host));
+    router_.add_host(hosts_.back().get());
+  }
+  for (auto& host : hosts_) {
+    for (const auto& name : order) {
+      LoadedModule m;
+      m.module = by_name[name]();
+      m.context = std::make_unique<modules::ModuleHost>(*this, *host, name, config_.section("modules." + name));
+      m.module->load(*m.context);
+      modules_.push_back(std::move(m));
+    }
+  }
+  log_->info("modules loaded on {}: {}", fmt::join(info_.hosts, ", "), fmt::join(order, ", "));
+}
+
+void Server::listen() {
+  const auto& addresses = config_.get_list("c2s", "addresses");
+  std::vector<std::pair<int, bool>> ports;
+  if (auto p = config_.get_int("c2s", "port"); p > 0) {
+    ports.emplace_back(static_cast<int>(p), false);
+  }
+  if (auto p = config_.get_int("c2s", "direct_tls_port"); p > 0) {
+    ports.emplace_back(static_cast<int>(p), true);
+  }
+  for (const auto& addr_text : addresses) {
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address(addr_text, ec);
+    if (ec) {
+      throw std::runtime_error(config_.source() + ": key 'c2s.addresses': '" + addr_text + "' is not an IP address");
+    }
+    for (auto [port, direct_tls] : ports) {
+      tcp::endpoint ep(addr, static_cast<unsigned short>(port));
+      auto acceptor = std::make_shared<tcp::acceptor>(io_);
+      acceptor->open(ep.protocol(), ec);
+      if (!ec) {
+        acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+        if (addr.is_v6()) {
+          acceptor->set_option(asio::ip::v6_only(true), ec);
+        }
+        acceptor->bind(ep, ec);
+      }
+      if (!ec) {
+        acceptor->listen(4096, ec);
+      }
+      if (ec) {
+        throw std::runtime_error("cannot listen on " + addr_text + ":" + std::to_string(port) + " (" +
+                                 (direct_tls ? "c2s.direct_tls_port" : "c2s.port") + "): " + ec.message());
+      }
+      auto bound = acceptor->local_endpoint();
+      listening_.emplace_back(direct_tls ? "c2s-direct-tls" : "c2s-starttls", bound);
+      acceptors_.push_back(acceptor);
+      asio::co_spawn(io_, accept_loop(acceptor, direct_tls), asio::detached);
+    }
+  }
+}
+
+asio::awaitable<void> Server::accept_loop(std::shared_ptr<tcp::acceptor> acceptor, bool direct_tls) {
+  while (!shutting_down_) {
+    boost::system::error_code ec;
+    tcp::socket socket =
+        co_await acceptor->async_accept(asio::make_strand(io_), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (shutting_down_ || ec == asio::error::operation_aborted) {
+        co_return;
+      }
+      // Out of file descriptors (or another transient failure): back off instead of spinning.
+      log_->warn("accept failed: {}", ec.message());
+      asio::steady_timer pause(io_, std::chrono::milliseconds(100));
+      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    std::make_shared<net::C2SSession>(*this, std::move(socket), direct_tls)->start();
+  }
+}
+
+void Server::start() {
+  open_storage();
+  net::TlsSettings tls;
+  tls.certificate = config_.get_string("tls", "certificate");
+  tls.key = config_.get_string("tls", "key");
+  tls.data_dir = config_.get_string("server", "data_dir");
+  tls.hosts = info_.hosts;
+  tls.tls13_only = config_.get_string("tls", "min_version") == "1.3";
+  tls_ = std::make_unique<net::TlsManager>(tls);
+  tls_->load();
+  load_modules();
+  listen();
+  handle_signals();
+}
+
+void Server::handle_signals() {
+  signals_.add(SIGINT);
+  signals_.add(SIGTERM);
+  signals_.add(SIGHUP);
+  signals_.async_wait([this](const boost::system::error_code& ec, int signo) {
+    if (ec) {
+      return;
+    }
+    if (signo == SIGHUP) {
+      auto err = tls_->reload();
+      if (err.empty()) {
+        log_->info("SIGHUP: reloaded the TLS certificate {}", tls_->certificate_path());
+      } else {
+        log_->error("SIGHUP: keeping the previous TLS certificate: {}", err);
+      }
+      handle_signals();
+      return;
+    }
+    log_->info("{}: shutting down", signo == SIGINT ? "SIGINT" : "SIGTERM");
+    shutdown();
+  });
+}
+
+int Server::run() {
+  auto n = static_cast<unsigned>(config_.get_int("server", "threads"));
+  if (n == 0) {
+    n = std::max(1u, std::thread::hardware_concurrency());
+  }
+  std::vector<std::thread> threads;
+  for (unsigned i = 1; i < n; ++i) {
+    threads.emplace_back([this] { io_.run(); });
+  }
+  io_.run();
+  for (auto& t : threads) {
+    t.join();
+  }
+  log_->info("stopped");
+  return 0;
+}
+
+void Server::shutdown() {
+  asio::co_spawn(io_, shutdown_sequence(), asio::detached);
+}
+
+asio::awaitable<void> Server::shutdown_sequence() {
+  if (shutting_down_.exchange(true)) {
+    co_return;
+  }
+  boost::system::error_code ec;
+  for (auto& a : acceptors_) {
+    a->close(ec);
+  }
+  signals_.cancel(ec);
+  std::vector<std::shared_ptr<net::C2SSession>> live;
+  {
+    std::lock_guard lock(sessions_mutex_);
+    for (auto& [ptr, weak] : sessions_) {
+      if (auto s = weak.lock()) {
+        live.push_back(std::move(s));
+      }
+    }
+  }
+  log_->info("closing {} connection(s)", live.size());
+  for (auto& s : live) {
+    s->close("system-shutdown", "the server is shutting down");
+  }
+  live.clear();
+  // Wait for the streams to close, up to server.shutdown_timeout.
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(config_.get_int("server", "shutdown_timeout"));
+  asio::steady_timer tick(io_);
+  while (session_count() > 0 && std::chrono::steady_clock::now() < deadline) {
+    tick.expires_after(std::chrono::milliseconds(20));
+    co_await tick.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  if (auto left = session_count(); left > 0) {
+    log_->warn("{} connection(s) still open after server.shutdown_timeout; stopping anyway", left);
+  }
+  io_.stop();
+}
+
+bool Server::add_session(const std::shared_ptr<net::C2SSession>& session, const std::string& address) {
+  std::lock_guard lock(sessions_mutex_);
+  sessions_[session.get()] = session;
+  auto& n = per_address_[address];
+  ++n;
+  return c2s_.max_connections_per_ip == 0 || n <= c2s_.max_connections_per_ip;
+}
+
+void Server::remove_session(net::C2SSession* session, const std::string& address) {
+  std::lock_guard lock(sessions_mutex_);
+  sessions_.erase(session);
+  if (auto it = per_address_.find(address); it != per_address_.end() && --it->second == 0) {
+    per_address_.erase(it);
+  }
+}
+
+std::size_t Server::session_count() const {
+  std::lock_guard lock(sessions_mutex_);
+  return sessions_.size();
+}
+
+void Server::close_session(const api::Jid& full, std::string condition, std::string text) {
+  if (auto sink = registry_.find(full)) {
+    sink->close(std::move(condition), std::move(text));
+  }
+}
+
+std::vector<api::SessionInfo> Server::sessions(const api::Jid& bare) {
+  std::vector<api::SessionInfo> out;
+  for (auto& r : registry_.resources(bare)) {
+    out.push_back(r.info);
+  }
+  return out;
+}
+
+namespace {
+
+// Runs `work` on `pool` and completes on the caller's executor with the exception it threw, if any. Written with
+// async_initiate rather than co_spawn of a capturing lambda: g++ 12 destroys such temporaries twice when they
+// appear inside a co_await expression.
+template <class Token>
+auto async_offload(asio::thread_pool& pool, std::function<void()> work, Token&& token) {
+  return asio::async_initiate<Token, void(std::exception_ptr)>(
+      [&pool](auto handler, std::function<void()> fn) {
+        auto ex = asio::get_associated_executor(handler);
+        auto guard = asio::make_work_guard(ex);
+        asio::post(pool, [handler = std::move(handler), fn = std::move(fn), guard = std::move(guard)]() mutable {
+          std::exception_ptr error;
+          try {
+            fn();
+          } catch (...) {
+            error = std::current_exception();
+          }
+          auto target = guard.get_executor();
+          asio::post(target,
+                     [handler = std::move(handler), error, guard = std::move(guard)]() mutable { handler(error); });
+        });
+      },
+      token, std::move(work));
+}
+
+} // namespace
+
+asio::awaitable<void> Server::run_blocking(std::function<void()> work) {
+  co_await async_offload(blocking_pool_, std::move(work), asio::use_awaitable);
+}
+
+asio::awaitable<bool> Server::user_exists(std::string host, std::string node) {
+  bool exists = false;
+  std::function<void()> lookup = [&] { exists = accounts_->exists(host, node); };
+  co_await run_blocking(std::move(lookup));
+  co_return exists;
+}
+
+} // namespace cg::core

@@ -1,0 +1,885 @@
+#include "server/net/c2s_session.hpp"
+
+#include "server/core/server.hpp"
+#include "server/net/transport.hpp"
+#include "server/xml/writer.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <openssl/rand.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace cg::net {
+
+namespace ns = xml::ns;
+using xml::Element;
+
+namespace {
+
+std::string random_hex(std::size_t bytes) {
+  std::string raw(bytes, '\0');
+  RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes));
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes * 2);
+  for (unsigned char c : raw) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
+  return out;
+}
+
+Element sasl_element(std::string name, const std::string& raw_data) {
+  Element el(std::move(name), std::string(ns::sasl));
+  if (!raw_data.empty()) {
+    el.add_text(sasl::base64_encode(raw_data));
+  }
+  return el;
+}
+
+} // namespace
+
+C2SSession::C2SSession(core::Server& server, asio::ip::tcp::socket socket, bool direct_tls)
+    : server_(server), watchdog_(socket.get_executor()), direct_tls_(direct_tls), created_(Clock::now()),
+      last_activity_(created_), rate_time_(created_) {
+  transport_ = std::make_unique<Transport>(std::move(socket));
+  parser_ = std::make_unique<xml::StreamParser>(server_.c2s().parser_limits);
+  peer_address_ = transport_->peer_address();
+  rate_tokens_ =
+      static_cast<double>(std::max(server_.c2s().rate_limit * 2, server_.c2s().parser_limits.max_stanza_bytes));
+}
+
+C2SSession::~C2SSession() = default;
+
+void C2SSession::start() {
+  over_limit_ = !server_.add_session(shared_from_this(), peer_address_);
+  asio::co_spawn(
+      watchdog_.get_executor(), [self = shared_from_this()] { return self->run(); }, asio::detached);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Reading and the stream state machine
+
+asio::awaitable<void> C2SSession::run() {
+  try {
+    arm_watchdog(server_.c2s().auth_timeout);
+    if (direct_tls_) {
+      // XEP-0368: TLS starts at once; the XMPP stream follows inside it.
+      auto ctx = server_.tls().context();
+      if (auto ec = co_await transport_->tls_accept(ctx.get())) {
+        server_.logger().debug("c2s {}: TLS handshake failed: {}", transport_->peer(), transport_->tls_error());
+        closing_ = true;
+      }
+    }
+    const std::size_t rate = server_.c2s().rate_limit;
+    while (!closing_) {
+      std::string_view data;
+      if (auto ec = co_await transport_->read(data)) {
+        if (ec != asio::error::eof && ec != asio::error::operation_aborted) {
+          server_.logger().debug("c2s {}: read: {} {}", transport_->peer(), ec.message(), transport_->tls_error());
+        }
+        break;
+      }
+      last_activity_ = Clock::now();
+      idle_fired_ = false;
+      if (!authenticated_) {
+        preauth_total_ += data.size();
+        if (preauth_total_ > server_.c2s().max_preauth_bytes) {
+          stream_error("policy-violation", "too much data before authentication");
+          break;
+        }
+        preauth_raw_.append(data);
+      }
+      parser_->feed(data); // `data` is not valid past the next suspension
+      co_await process_events();
+      if (rate > 0 && !closing_) {
+        // Token bucket: refill by elapsed time, then pause reading while in debt.
+        auto now = Clock::now();
+        double cap = static_cast<double>(std::max(rate * 2, server_.c2s().parser_limits.max_stanza_bytes));
+        rate_tokens_ = std::min(cap, rate_tokens_ + std::chrono::duration<double>(now - rate_time_).count() *
+                                                        static_cast<double>(rate));
+        rate_time_ = now;
+        rate_tokens_ -= static_cast<double>(data.size());
+        if (rate_tokens_ < 0) {
+          asio::steady_timer pause(watchdog_.get_executor(),
+                                   std::chrono::duration_cast<Clock::duration>(
+                                       std::chrono::duration<double>(-rate_tokens_ / static_cast<double>(rate))));
+          boost::system::error_code ec;
+          co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        }
+      }
+    }
+  } catch (const std::exception& e) {
+    // An unexpected exception ends only this session (DESIGN.md §3).
+    server_.logger().error("c2s {} ({}): {}", transport_->peer(), jid_.str(), e.what());
+    if (!closing_) {
+      stream_error("internal-server-error");
+    }
+  }
+  co_await finish();
+}
+
+asio::awaitable<void> C2SSession::process_events() {
+  // The parser may be replaced by a stream restart inside handle_event(); always ask the current one.
+  while (!closing_ && parser_->has_event()) {
+    auto ev = parser_->next_event();
+    co_await handle_event(ev);
+  }
+}
+
+asio::awaitable<void> C2SSession::handle_event(xml::StreamEvent& ev) {
+  switch (ev.kind) {
+  case xml::StreamEvent::Kind::Open:
+    on_open(ev);
+    break;
+  case xml::StreamEvent::Kind::Stanza:
+    if (phase_ != Phase::Negotiating) {
+      stream_error("not-well-formed", "stanza before the stream header");
+      break;
+    }
+    co_await on_element(ev.element, ev.end_offset);
+    break;
+  case xml::StreamEvent::Kind::Close:
+    // RFC 6120 §4.4: answer the closing tag with ours, then close the TCP connection.
+    if (!closing_) {
+      closing_ = true;
+      send_raw("</stream:stream>");
+    }
+    break;
+  case xml::StreamEvent::Kind::Error:
+    stream_error(ev.condition, ev.text);
+    break;
+  }
+}
+
+void C2SSession::on_open(const xml::StreamEvent& ev) {
+  const Element& h = ev.element;
+  auto to = api::Jid::nameprep(h.attr("to"));
+  lang_ = std::string(h.attr("xml:lang"));
+  if (over_limit_) {
+    stream_error("policy-violation", "too many connections from your address");
+    return;
+  }
+  // RFC 6120 §4.8.2: the content namespace of a client stream is jabber:client.
+  if (ev.content_ns != ns::client) {
+    stream_error("invalid-namespace", "the stream's default namespace must be jabber:client");
+    return;
+  }
+  if (!to || server_.host(*to) == nullptr) {
+    // RFC 6120 §4.9.3.6: host-unknown — "The value of the 'to' attribute provided in the initial stream header
+    // does not correspond to an FQDN that is serviced by the receiving entity."
+    stream_error("host-unknown", h.has_attr("to") ? "this server does not serve that domain"
+                                                  : "the stream header must name the server in 'to'");
+    return;
+  }
+  if (!stream_host_.empty() && *to != stream_host_) {
+    stream_error("not-authorized", "the 'to' attribute must stay the same across stream restarts");
+    return;
+  }
+  stream_host_ = *to;
+  // RFC 6120 §4.7.5: a header without version="1.0" (or with a major version other than 1) is refused.
+  auto version = h.attr("version");
+  if (version.empty() || version.substr(0, version.find('.')) != "1") {
+    stream_error("unsupported-version", "only XMPP 1.0 streams are supported");
+    return;
+  }
+  send_header();
+  send_features();
+  phase_ = Phase::Negotiating;
+}
+
+std::vector<std::string> C2SSession::offered_mechanisms() const {
+  std::vector<std::string> out;
+  const bool secure = transport_->secure();
+  const auto& cfg = server_.c2s();
+  for (const auto& m : cfg.mechanisms) {
+    if (sasl::is_plus(m) && (!secure || transport_->tls_server_end_point().empty())) {
+      continue;
+    }
+    // DESIGN.md §6: PLAIN only inside TLS (unless explicitly allowed for loopback benchmarks).
+    if (m == "PLAIN" && !secure && !cfg.allow_insecure_plain) {
+      continue;
+    }
+    out.push_back(m);
+  }
+  return out;
+}
+
+void C2SSession::send_header() {
+  std::string s = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                  "xmlns:stream='http://etherx.jabber.org/streams' id='";
+  stream_id_ = random_hex(12);
+  s += stream_id_;
+  s += "' from='";
+  xml::escape_attr(s, stream_host_.empty() ? server_.server_info().hosts.front() : stream_host_);
+  if (authenticated_) {
+    s += "' to='";
+    xml::escape_attr(s, jid_.bare_str());
+  }
+  s += "' version='1.0' xml:lang='en'>";
+  header_sent_ = true;
+  send_raw(s);
+}
+
+void C2SSession::send_features() {
+  Element features("features", std::string(ns::streams));
+  const bool secure = transport_->secure();
+  const auto& cfg = server_.c2s();
+  if (!authenticated_) {
+    if (!secure) {
+      Element& starttls = features.add_child("starttls", std::string(ns::tls));
+      if (cfg.require_encryption) {
+        starttls.add_child("required");
+      }
+    }
+    // RFC 6120 §5.3.1: when TLS is mandatory-to-negotiate, offer nothing else before it.
+    if (secure || !cfg.require_encryption) {
+      auto mechs = offered_mechanisms();
+      Element& m = features.add_child("mechanisms", std::string(ns::sasl));
+      for (const auto& name : mechs) {
+        m.add_text_child("mechanism", name);
+        if (sasl::is_plus(name)) {
+          mechanism_plus_offered_ = true;
+        }
+      }
+      // XEP-0440: advertise the channel-binding types this connection supports.
+      if (secure) {
+        Element& cb = features.add_child("sasl-channel-binding", std::string(ns::sasl_cb));
+        if (!transport_->tls_exporter().empty()) {
+          cb.add_child("channel-binding").set_attr("type", "tls-exporter");
+        }
+        if (!transport_->tls_server_end_point().empty()) {
+          cb.add_child("channel-binding").set_attr("type", "tls-server-end-point");
+        }
+        // tls-unique is advertised only where it is defined (TLS 1.2, RFC 9266 §3).
+        if (transport_->tls_version() == "TLSv1.2" && !transport_->tls_unique().empty()) {
+          cb.add_child("channel-binding").set_attr("type", "tls-unique");
+        }
+      }
+    }
+  } else if (!bound_) {
+    features.add_child("bind", std::string(ns::bind));
+    // RFC 3921 session establishment, kept for old clients: optional and a no-op (RFC 6121 Appendix E).
+    features.add_child("session", std::string(ns::session)).add_child("optional");
+  }
+  std::string s = "<stream:features>";
+  for (const auto* child : features.children()) {
+    xml::serialize(s, *child, ns::client);
+  }
+  s += "</stream:features>";
+  send_raw(s);
+}
+
+asio::awaitable<void> C2SSession::on_element(Element& el, std::uint64_t end_offset) {
+  const auto& ens = el.ns();
+  if (!authenticated_) {
+    if (el.is("starttls", ns::tls)) {
+      co_await on_starttls();
+    } else if (ens == ns::sasl) {
+      if (el.name() == "auth") {
+        co_await on_auth(el, end_offset);
+      } else if (el.name() == "response") {
+        co_await on_sasl_response(el, end_offset);
+      } else if (el.name() == "abort") {
+        mechanism_.reset();
+        send(Element("failure", std::string(ns::sasl)).add(Element("aborted", std::string(ns::sasl))));
+      } else {
+        stream_error("unsupported-stanza-type", "unknown SASL element");
+      }
+    } else {
+      // RFC 6120 §4.9.3.12 not-authorized: stanzas or other data before the stream is authenticated.
+      stream_error("not-authorized", server_.c2s().require_encryption && !transport_->secure()
+                                         ? "TLS is required: negotiate STARTTLS first"
+                                         : "authenticate first");
+    }
+    co_return;
+  }
+  if (ens != ns::client || (el.name() != "message" && el.name() != "presence" && el.name() != "iq")) {
+    if (ens == ns::sasl || ens == ns::tls) {
+      stream_error("policy-violation", "the stream is already authenticated");
+    } else {
+      // RFC 6120 §4.9.3.24: unsupported-stanza-type.
+      stream_error("unsupported-stanza-type", "unknown top-level element <" + el.name() + "/>");
+    }
+    co_return;
+  }
+  if (!bound_) {
+    if (el.name() == "iq") {
+      on_iq_before_bind(el);
+    } else {
+      // RFC 6120 §7.1: no stanzas before a resource is bound.
+      stream_error("not-authorized", "bind a resource first");
+    }
+    co_return;
+  }
+  on_stanza(std::move(el));
+}
+
+asio::awaitable<void> C2SSession::on_starttls() {
+  if (transport_->secure()) {
+    stream_error("policy-violation", "TLS is already established");
+    co_return;
+  }
+  auto ctx = server_.tls().context();
+  if (!ctx) {
+    // RFC 6120 §5.4.2.2: failure, then close the stream and the connection.
+    send_raw("<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>");
+    closing_ = true;
+    co_return;
+  }
+  send_raw("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+  co_await flush();
+  if (closing_) {
+    co_return;
+  }
+  if (auto ec = co_await transport_->tls_accept(ctx.get())) {
+    server_.logger().debug("c2s {}: STARTTLS handshake failed: {}", transport_->peer(), transport_->tls_error());
+    closing_ = true;
+    co_return;
+  }
+  // RFC 6120 §5.4.3.3: after TLS the stream restarts; nothing sent before it carries over.
+  restart_stream(std::uint64_t(-1));
+}
+
+void C2SSession::restart_stream(std::uint64_t carry_from) {
+  std::string carry;
+  if (carry_from < preauth_raw_.size()) {
+    carry = preauth_raw_.substr(carry_from);
+  }
+  preauth_raw_.clear();
+  parser_->reset();
+  phase_ = Phase::AwaitHeader;
+  if (!authenticated_) {
+    preauth_raw_ = carry;
+  }
+  if (!carry.empty()) {
+    parser_->feed(carry);
+  }
+}
+
+asio::awaitable<void> C2SSession::on_auth(const Element& el, std::uint64_t end_offset) {
+  const auto& cfg = server_.c2s();
+  if (mechanism_) {
+    // A new <auth/> aborts the exchange in progress.
+    mechanism_.reset();
+  }
+  if (cfg.require_encryption && !transport_->secure()) {
+    // RFC 6120 §6.5.3 encryption-required.
+    send(Element("failure", std::string(ns::sasl)).add(Element("encryption-required", std::string(ns::sasl))));
+    co_return;
+  }
+  if (auto banned = server_.auth_limiter().banned_for(peer_address_); banned.count() > 0) {
+    auto secs = std::chrono::duration_cast<std::chrono::seconds>(banned).count() + 1;
+    Element f("failure", std::string(ns::sasl));
+    f.add_child("temporary-auth-failure");
+    f.add_text_child("text", "too many failed attempts from your address; try again in " + std::to_string(secs) + " s");
+    send(f);
+    co_return;
+  }
+  std::string name(el.attr("mechanism"));
+  auto offered = offered_mechanisms();
+  if (std::find(offered.begin(), offered.end(), name) == offered.end()) {
+    // RFC 6120 §6.5.5 invalid-mechanism.
+    send(Element("failure", std::string(ns::sasl)).add(Element("invalid-mechanism", std::string(ns::sasl))));
+    co_return;
+  }
+  sasl::MechanismContext mctx;
+  if (transport_->secure()) {
+    if (auto e = transport_->tls_exporter(); !e.empty()) {
+      mctx.channel_bindings.push_back({"tls-exporter", e});
+    }
+    if (auto e = transport_->tls_server_end_point(); !e.empty()) {
+      mctx.channel_bindings.push_back({"tls-server-end-point", e});
+    }
+    if (auto e = transport_->tls_unique(); !e.empty()) {
+      mctx.channel_bindings.push_back({"tls-unique", e});
+    }
+  }
+  mctx.plus_advertised = mechanism_plus_offered_;
+  mctx.fake_salt_secret = server_.fake_salt_secret();
+  mechanism_ = sasl::make_mechanism(name, std::move(mctx));
+  if (!mechanism_) {
+    send(Element("failure", std::string(ns::sasl)).add(Element("invalid-mechanism", std::string(ns::sasl))));
+    co_return;
+  }
+  std::string text = el.text();
+  if (text.empty()) {
+    // RFC 6120 §6.4.2: no initial response — send an empty challenge.
+    send(Element("challenge", std::string(ns::sasl)));
+    co_return;
+  }
+  auto decoded = text == "=" ? std::optional<std::string>("") : sasl::base64_decode(text);
+  if (!decoded) {
+    mechanism_.reset();
+    // RFC 6120 §6.5.2 incorrect-encoding.
+    co_await sasl_fail("incorrect-encoding", "");
+    co_return;
+  }
+  sasl::Step step = mechanism_->step(*decoded);
+  co_await sasl_continue(std::move(step), end_offset);
+}
+
+asio::awaitable<void> C2SSession::on_sasl_response(const Element& el, std::uint64_t end_offset) {
+  if (!mechanism_) {
+    send(Element("failure", std::string(ns::sasl)).add(Element("malformed-request", std::string(ns::sasl))));
+    co_return;
+  }
+  std::string text = el.text();
+  auto decoded = text.empty() || text == "=" ? std::optional<std::string>("") : sasl::base64_decode(text);
+  if (!decoded) {
+    mechanism_.reset();
+    co_await sasl_fail("incorrect-encoding", "");
+    co_return;
+  }
+  sasl::Step step = mechanism_->step(*decoded);
+  co_await sasl_continue(std::move(step), end_offset);
+}
+
+asio::awaitable<void> C2SSession::sasl_continue(sasl::Step step, std::uint64_t end_offset) {
+  if (step.status == sasl::Step::Status::NeedCredentials) {
+    // Credential lookup (and PLAIN's PBKDF2) run on the storage worker, never on this I/O thread.
+    auto* mech = mechanism_.get();
+    auto node = api::Jid::nodeprep(step.username);
+    std::string host = stream_host_;
+    sasl::Step next;
+    std::string username = step.username;
+    std::function<void()> lookup = [&] {
+      std::optional<sasl::Credentials> creds;
+      if (node) {
+        creds = server_.accounts().credentials(host, *node);
+      }
+      next = mech->credentials(creds);
+    };
+    co_await server_.run_blocking(std::move(lookup));
+    if (closing_) {
+      co_return;
+    }
+    if (next.username.empty()) {
+      next.username = username;
+    }
+    if (next.authzid.empty()) {
+      next.authzid = step.authzid;
+    }
+    step = std::move(next);
+  }
+  switch (step.status) {
+  case sasl::Step::Status::Challenge:
+    send(sasl_element("challenge", step.data));
+    co_return;
+  case sasl::Step::Status::NeedCredentials:
+    co_await sasl_fail("temporary-auth-failure", "unexpected mechanism state");
+    co_return;
+  case sasl::Step::Status::Failure: {
+    // (Computed before the co_await: GCC 12 double-destroys ?: temporaries inside a co_await expression.)
+    std::string condition = step.condition.empty() ? std::string("not-authorized") : step.condition;
+    co_await sasl_fail(std::move(condition), step.text);
+  }
+    co_return;
+  case sasl::Step::Status::Success:
+    break;
+  }
+  auto node = api::Jid::nodeprep(step.username);
+  auto user = node ? api::Jid::from_parts(*node, stream_host_, "") : std::nullopt;
+  if (!user) {
+    co_await sasl_fail("not-authorized", "");
+    co_return;
+  }
+  if (!step.authzid.empty()) {
+    // RFC 6120 §6.4.6: an authzid other than the user's own bare JID is refused with invalid-authzid.
+    auto authz = api::Jid::parse(step.authzid);
+    if (!authz || *authz != *user) {
+      co_await sasl_fail("invalid-authzid", "you may only act as yourself");
+      co_return;
+    }
+  }
+  mechanism_.reset();
+  authenticated_ = true;
+  jid_ = *user;
+  send(sasl_element("success", step.data));
+  server_.logger().info("c2s {}: authenticated as {}", transport_->peer(), jid_.bare_str());
+  arm_watchdog(server_.c2s().auth_timeout);
+  // RFC 6120 §6.4.6: the stream restarts after <success/>. Bytes the client sent after its last SASL element
+  // (pipelining) belong to the new stream.
+  restart_stream(end_offset);
+}
+
+asio::awaitable<void> C2SSession::sasl_fail(std::string condition, std::string text) {
+  mechanism_.reset();
+  ++auth_failures_;
+  auto delay = server_.auth_limiter().record_failure(peer_address_);
+  server_.logger().info("c2s {}: authentication failed ({})", transport_->peer(), condition);
+  if (delay.count() > 0) {
+    asio::steady_timer t(watchdog_.get_executor(), delay);
+    boost::system::error_code ec;
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  if (closing_) {
+    co_return;
+  }
+  Element f("failure", std::string(ns::sasl));
+  f.add_child(condition);
+  if (!text.empty()) {
+    f.add_text_child("text", text);
+  }
+  send(f);
+  // RFC 6120 §6.4.5: "If the initiating entity exceeds the number of retries, the receiving entity MUST close the
+  // stream with a <not-authorized/> stream error".
+  if (auth_failures_ >= server_.c2s().max_auth_attempts) {
+    stream_error("not-authorized", "too many failed authentication attempts");
+  }
+}
+
+void C2SSession::on_iq_before_bind(const Element& iq) {
+  const Element* payload = iq.first_child();
+  if (iq.attr("type") == "set" && payload != nullptr && payload->is("bind", ns::bind)) {
+    bind_resource(iq, *payload);
+    return;
+  }
+  if (iq.attr("type") == "set" && payload != nullptr && payload->is("session", ns::session)) {
+    send(api::make_iq_result(iq));
+    return;
+  }
+  stream_error("not-authorized", "bind a resource first");
+}
+
+void C2SSession::bind_resource(const Element& iq, const Element& bind) {
+  std::string requested = bind.child_text("resource");
+  std::string resource;
+  if (requested.empty()) {
+    // RFC 6120 §7.6: the server generates a resource when the client provides none.
+    resource = "cg-" + random_hex(6);
+  } else {
+    auto prepped = api::Jid::resourceprep(requested);
+    if (!prepped) {
+      // RFC 6120 §7.7.2.1: a resource that cannot be processed by resourceprep → bad-request.
+      send(api::make_error_reply(iq, "bad-request", "the resource is not valid (resourceprep)"));
+      return;
+    }
+    resource = *prepped;
+  }
+  api::Jid full = jid_.with_resource(resource);
+  api::SessionInfo info;
+  info.jid = full;
+  info.peer = transport_->peer();
+  info.secure = transport_->secure();
+  info.last_activity = Clock::now();
+  const auto& cfg = server_.c2s();
+  auto result = server_.registry().bind(full, shared_from_this(), info, cfg.conflict, cfg.max_resources);
+  switch (result.status) {
+  case routing::BindResult::Status::Conflict:
+    // RFC 6120 §7.7.2.2: the resource is in use and the policy is to refuse.
+    send(api::make_error_reply(iq, "conflict", "this resource is already in use"));
+    return;
+  case routing::BindResult::Status::TooManyResources:
+    // RFC 6120 §7.6.2.1: the account has reached its limit of connected resources.
+    send(api::make_error_reply(iq, "resource-constraint", "too many resources are connected"));
+    return;
+  case routing::BindResult::Status::Ok:
+    break;
+  }
+  if (result.replaced) {
+    // RFC 6120 §7.7.2.2: override the old session, which gets a <conflict/> stream error.
+    result.replaced->close("conflict", "replaced by a new connection with the same resource");
+  }
+  jid_ = full;
+  bound_ = true;
+  Element b("bind", std::string(ns::bind));
+  b.add_text_child("jid", full.str());
+  Element reply = api::make_iq_result(iq, std::move(b));
+  reply.remove_attr("from");
+  send(reply);
+  server_.logger().info("c2s {}: bound {}", transport_->peer(), full.str());
+  if (auto* h = server_.host(jid_.domain())) {
+    h->fire_session_event({api::SessionEventKind::Bound, jid_, {}});
+  }
+  arm_watchdog(std::chrono::seconds(0));
+}
+
+bool C2SSession::check_stanza(Element& stanza, std::optional<api::Jid>& to) {
+  const auto type = stanza.attr("type");
+  if (const auto* t = stanza.find_attr("to")) {
+    to = api::Jid::parse(*t);
+    if (!to) {
+      // RFC 6120 §8.3.3.8 jid-malformed.
+      if (type != "error") {
+        stanza.remove_attr("to");
+        Element reply = api::make_error_reply(stanza, "jid-malformed", "the 'to' address is not a valid JID");
+        reply.remove_attr("from");
+        send(reply);
+      }
+      return false;
+    }
+  }
+  if (stanza.name() == "iq") {
+    const bool request = type == "get" || type == "set";
+    // RFC 6120 §8.2.3: 'id' is REQUIRED; 'type' is one of get/set/result/error; a get or set has exactly one
+    // child element, a result zero or one.
+    const char* problem = nullptr;
+    if (!stanza.has_attr("id")) {
+      problem = "an IQ needs an 'id'";
+    } else if (!request && type != "result" && type != "error") {
+      problem = "an IQ's type is get, set, result or error";
+    } else if (request && stanza.element_count() != 1) {
+      problem = "an IQ get or set carries exactly one payload element";
+    } else if (type == "result" && stanza.element_count() > 1) {
+      problem = "an IQ result carries at most one payload element";
+    }
+    if (problem != nullptr) {
+      if (type != "error" && type != "result") {
+        Element reply = api::make_error_reply(stanza, "bad-request", problem);
+        reply.remove_attr("from");
+        send(reply);
+      }
+      return false;
+    }
+  } else if (stanza.name() == "presence") {
+    static constexpr std::string_view kTypes[] = {
+        "", "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe", "error"};
+    if (std::find(std::begin(kTypes), std::end(kTypes), type) == std::end(kTypes)) {
+      Element reply = api::make_error_reply(stanza, "bad-request", "unknown presence type");
+      reply.remove_attr("from");
+      send(reply);
+      return false;
+    }
+  }
+  return true;
+}
+
+void C2SSession::on_stanza(Element stanza) {
+  std::optional<api::Jid> to;
+  if (!check_stanza(stanza, to)) {
+    return;
+  }
+  // RFC 6120 §8.1.2.1: "When the server receives a stanza from a connected client, the server MUST add a 'from'
+  // attribute to the stanza or override the 'from' attribute specified by the client, where the value of the
+  // 'from' attribute MUST be the full JID ... determined by the server for the connected resource that generated
+  // the stanza, or the bare JID ... in the case of subscription-related presence stanzas".
+  auto type = stanza.attr("type");
+  const bool subscription = stanza.name() == "presence" && (type == "subscribe" || type == "subscribed" ||
+                                                            type == "unsubscribe" || type == "unsubscribed");
+  stanza.set_attr("from", subscription ? jid_.bare_str() : jid_.str());
+  // RFC 6120 §8.1.5: a stanza without xml:lang takes the stream's default language.
+  if (!lang_.empty() && !stanza.has_attr("xml:lang")) {
+    stanza.set_attr("xml:lang", lang_);
+  }
+  server_.router().from_client(std::move(stanza), jid_, std::move(to));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Output
+
+void C2SSession::deliver(Element stanza) {
+  asio::post(watchdog_.get_executor(), [self = shared_from_this(), stanza = std::move(stanza)]() mutable {
+    if (self->closing_ || !self->bound_) {
+      return;
+    }
+    self->send(stanza);
+  });
+}
+
+void C2SSession::close(std::string condition, std::string text) {
+  asio::post(watchdog_.get_executor(),
+             [self = shared_from_this(), condition = std::move(condition), text = std::move(text)] {
+               if (self->closing_) {
+                 return;
+               }
+               self->stream_error(condition, text);
+               // Wake the reader so it winds the session down once the error is written.
+               asio::co_spawn(
+                   self->watchdog_.get_executor(),
+                   [self]() -> asio::awaitable<void> {
+                     co_await self->flush();
+                     self->transport_->cancel();
+                   },
+                   asio::detached);
+             });
+}
+
+void C2SSession::send(const Element& el) {
+  const std::size_t before = out_.size();
+  xml::serialize(out_, el, ns::client);
+  if (out_.size() > before) {
+    send_raw({});
+  }
+}
+
+void C2SSession::send_raw(std::string_view data) {
+  if (!transport_->is_open()) {
+    return;
+  }
+  out_.append(data);
+  if (out_.size() > server_.c2s().max_send_queue && !closing_) {
+    // DESIGN.md §3: past the hard limit a slow reader is disconnected, never buffered without bound.
+    out_.clear();
+    stream_error("policy-violation", "too much data queued for this connection");
+    return;
+  }
+  if (!writing_ && !out_.empty()) {
+    start_writer();
+  }
+}
+
+void C2SSession::start_writer() {
+  writing_ = true;
+  asio::co_spawn(
+      watchdog_.get_executor(), [self = shared_from_this()] { return self->write_loop(); }, asio::detached);
+}
+
+asio::awaitable<void> C2SSession::write_loop() {
+  while (!out_.empty()) {
+    writing_buf_.swap(out_);
+    out_.clear();
+    auto ec = co_await transport_->write(writing_buf_);
+    writing_buf_.clear();
+    if (ec) {
+      out_.clear();
+      closing_ = true;
+      transport_->cancel();
+      break;
+    }
+  }
+  // Idle sessions keep no large buffers.
+  if (writing_buf_.capacity() > 4096) {
+    std::string().swap(writing_buf_);
+  }
+  if (out_.capacity() > 4096) {
+    std::string().swap(out_);
+  }
+  writing_ = false;
+  if (flush_timer_) {
+    flush_timer_->cancel();
+  }
+}
+
+asio::awaitable<void> C2SSession::flush() {
+  while ((writing_ || !out_.empty()) && transport_->is_open()) {
+    if (!writing_) {
+      start_writer();
+    }
+    if (!flush_timer_) {
+      flush_timer_.emplace(watchdog_.get_executor());
+    }
+    flush_timer_->expires_at(Clock::time_point::max());
+    boost::system::error_code ec;
+    co_await flush_timer_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+void C2SSession::stream_error(std::string_view condition, std::string_view text) {
+  if (closing_) {
+    return;
+  }
+  // RFC 6120 §4.9.1.2: an error at the stream header still gets our header first.
+  if (!header_sent_) {
+    send_header();
+  }
+  std::string s = "<stream:error><";
+  s += condition;
+  s += " xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>";
+  if (!text.empty()) {
+    s += "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams' xml:lang='en'>";
+    xml::escape_text(s, text);
+    s += "</text>";
+  }
+  s += "</stream:error></stream:stream>";
+  send_raw(s);
+  closing_ = true;
+  close_condition_ = std::string(condition);
+  server_.logger().debug("c2s {} ({}): stream error {}{}{}", transport_->peer(), jid_.str(), condition,
+                         text.empty() ? "" : ": ", text);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Timers and the end
+
+void C2SSession::arm_watchdog(Clock::duration after) {
+  if (after <= Clock::duration::zero()) {
+    on_watchdog();
+    return;
+  }
+  watchdog_.expires_after(after);
+  watchdog_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+    if (ec) {
+      return;
+    }
+    if (auto self = weak.lock()) {
+      self->on_watchdog();
+    }
+  });
+}
+
+void C2SSession::on_watchdog() {
+  if (closing_) {
+    return;
+  }
+  const auto now = Clock::now();
+  const auto& cfg = server_.c2s();
+  if (!bound_) {
+    auto deadline = created_ + cfg.auth_timeout;
+    if (now >= deadline) {
+      // RFC 6120 §4.9.3.4 connection-timeout.
+      close("connection-timeout", "authentication took too long");
+      return;
+    }
+    arm_watchdog(deadline - now);
+    return;
+  }
+  auto* host = server_.host(jid_.domain());
+  const auto silence = now - last_activity_;
+  if (silence >= cfg.idle_timeout) {
+    close("connection-timeout", "no data received for too long");
+    return;
+  }
+  Clock::duration next = cfg.idle_timeout - silence;
+  if (host != nullptr) {
+    auto idle_after = host->idle_after();
+    if (idle_after.count() > 0) {
+      if (silence >= idle_after && !idle_fired_) {
+        idle_fired_ = true;
+        host->fire_session_event({api::SessionEventKind::Idle, jid_, {}});
+      } else if (silence < idle_after) {
+        next = std::min<Clock::duration>(next, idle_after - silence);
+      } else {
+        next = std::min<Clock::duration>(next, idle_after);
+      }
+    }
+  }
+  arm_watchdog(std::max<Clock::duration>(next, std::chrono::milliseconds(100)));
+}
+
+asio::awaitable<void> C2SSession::finish() {
+  closing_ = true;
+  if (bound_) {
+    server_.registry().unbind(jid_, this);
+  }
+  // Give queued output (a stream error, the closing tag) a bounded chance to leave.
+  if (transport_->is_open() && (writing_ || !out_.empty())) {
+    asio::steady_timer deadline(watchdog_.get_executor(), std::chrono::seconds(2));
+    deadline.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+      auto self = weak.lock();
+      if (!ec && self) {
+        self->transport_->close();
+      }
+    });
+    co_await flush();
+    deadline.cancel();
+  }
+  transport_->close();
+  watchdog_.cancel();
+  if (bound_) {
+    bound_ = false;
+    if (auto* h = server_.host(jid_.domain())) {
+      h->fire_session_event({api::SessionEventKind::Closed, jid_, close_condition_});
+    }
+    server_.logger().info("c2s {}: {} disconnected{}{}", transport_->peer(), jid_.str(),
+                          close_condition_.empty() ? "" : ": ", close_condition_);
+  }
+  server_.remove_session(this, peer_address_);
+}
+
+} // namespace cg::net

@@ -1,0 +1,380 @@
+#include "server/routing/router.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+
+namespace cg::routing {
+
+namespace asio = boost::asio;
+using api::Flow;
+using api::Route;
+using api::StanzaKind;
+
+namespace {
+
+std::string_view message_type(const Element& stanza) {
+  auto t = stanza.attr("type");
+  // RFC 6121 §5.2.2: "if an application receives a message with no 'type' attribute or the application does not
+  // understand the value of the 'type' attribute provided, it MUST consider the message to be of type normal".
+  if (t == "chat" || t == "groupchat" || t == "headline" || t == "error") {
+    return t;
+  }
+  return "normal";
+}
+
+int parse_priority(const Element& presence) {
+  const Element* p = presence.child("priority");
+  if (p == nullptr) {
+    return 0;
+  }
+  auto text = p->text();
+  int value = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  // RFC 6121 §4.7.2.3: an integer between -128 and +127.
+  if (ec != std::errc() || ptr != text.data() + text.size() || value < -128 || value > 127) {
+    return 0;
+  }
+  return value;
+}
+
+} // namespace
+
+Router::Router(SessionRegistry& registry, modules::CoreServices& core) : registry_(registry), core_(core) {}
+
+void Router::add_host(modules::HostState* host) {
+  hosts_[host->name()] = host;
+}
+
+modules::HostState* Router::host(std::string_view domain) const {
+  auto it = hosts_.find(std::string(domain));
+  return it == hosts_.end() ? nullptr : it->second;
+}
+
+void Router::bounce(const Element& stanza, std::string condition, std::string text) {
+  // RFC 6120 §8.3.1: never answer an error with an error; IQ results are not answered either (§8.2.3).
+  auto type = stanza.attr("type");
+  if (type == "error" || (stanza.name() == "iq" && type == "result")) {
+    return;
+  }
+  if (!stanza.has_attr("from")) {
+    return;
+  }
+  route_local(api::make_error_reply(stanza, std::move(condition), std::move(text)));
+}
+
+void Router::from_client(Element stanza, const Jid& from, std::optional<Jid> to) {
+  modules::HostState* h = host(from.domain());
+  if (h == nullptr) {
+    return;
+  }
+  const api::Origin origin{api::OriginKind::Client, from};
+  const StanzaKind kind = api::kind_of(stanza);
+  const Jid no_to;
+  {
+    api::StanzaEvent ev{stanza, from, to ? *to : no_to, origin, kind, Route::Pre};
+    if (h->run_stanza_handlers(ev) == Flow::Stop) {
+      return;
+    }
+  }
+  if (to) {
+    route(std::move(stanza), from, *to, origin);
+    return;
+  }
+  switch (kind) {
+  case StanzaKind::Presence: {
+    auto type = stanza.attr("type");
+    if (type.empty()) {
+      registry_.set_presence(from, true, parse_priority(stanza));
+    } else if (type == "unavailable") {
+      registry_.set_presence(from, false, 0);
+    }
+    api::StanzaEvent ev{stanza, from, no_to, origin, kind, Route::Self};
+    h->run_stanza_handlers(ev);
+    return;
+  }
+  case StanzaKind::Message:
+    // RFC 6121 §8.1.1.1: a message without 'to' is treated as addressed to the sender's bare JID.
+    route(std::move(stanza), from, from.bare(), origin);
+    return;
+  case StanzaKind::Iq: {
+    auto type = stanza.attr("type");
+    if (type == "get" || type == "set") {
+      // RFC 6120 §10.3.3: no 'to' — the server handles it on behalf of the account.
+      dispatch_iq(std::move(stanza), from, from.bare(), origin, api::IqScope::Account, *h);
+    } else if (type == "result" || type == "error") {
+      h->complete_pending_iq(std::string(stanza.attr("id")), std::move(stanza));
+    }
+    return;
+  }
+  case StanzaKind::Other:
+    return;
+  }
+}
+
+void Router::route_local(Element stanza) {
+  auto from = Jid::parse(stanza.attr("from"));
+  auto to = Jid::parse(stanza.attr("to"));
+  if (!to) {
+    core_.logger().warn("dropping a server-generated <{}/> without a valid 'to'", stanza.name());
+    return;
+  }
+  Jid sender = from ? *from : Jid();
+  api::Origin origin{api::OriginKind::Local, sender};
+  route(std::move(stanza), sender, *to, origin);
+}
+
+void Router::route(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin) {
+  modules::HostState* h = host(to.domain());
+  if (h == nullptr) {
+    if (remote_) {
+      remote_(std::move(stanza), from, to);
+    } else {
+      // RFC 6120 §10.4.3: a remote domain the server cannot reach → remote-server-not-found.
+      bounce(stanza, "remote-server-not-found", "server-to-server connections are not enabled");
+    }
+    return;
+  }
+  if (to.is_domain()) {
+    deliver_host(std::move(stanza), from, to, origin, *h);
+  } else if (to.is_bare()) {
+    deliver_bare(std::move(stanza), from, to, origin, *h);
+  } else {
+    deliver_full(std::move(stanza), from, to, origin, *h);
+  }
+}
+
+void Router::deliver_host(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin,
+                          modules::HostState& host) {
+  const StanzaKind kind = api::kind_of(stanza);
+  api::StanzaEvent ev{stanza, from, to, origin, kind, Route::Host};
+  if (host.run_stanza_handlers(ev) == Flow::Stop) {
+    return;
+  }
+  auto type = stanza.attr("type");
+  switch (kind) {
+  case StanzaKind::Iq:
+    if (type == "get" || type == "set") {
+      dispatch_iq(std::move(stanza), from, to, origin, api::IqScope::Host, host);
+    } else {
+      host.complete_pending_iq(std::string(stanza.attr("id")), std::move(stanza));
+    }
+    return;
+  case StanzaKind::Message:
+    // Nothing on this host takes messages addressed to the server itself.
+    if (message_type(stanza) == "normal" || message_type(stanza) == "chat") {
+      bounce(stanza, "service-unavailable");
+    }
+    return;
+  default:
+    return;
+  }
+}
+
+void Router::with_account(const Jid& account, std::function<void(bool exists)> then) {
+  if (!registry_.resources(account).empty()) {
+    then(true);
+    return;
+  }
+  asio::co_spawn(
+      core_.executor(),
+      [this, account, then = std::move(then)]() -> asio::awaitable<void> {
+        bool exists = false;
+        try {
+          exists = co_await core_.user_exists(account.domain(), account.node());
+        } catch (const std::exception& e) {
+          core_.logger().error("account lookup for {} failed: {}", account.bare_str(), e.what());
+        }
+        then(exists);
+      },
+      asio::detached);
+}
+
+void Router::deliver_message_to_account(Element stanza, const Jid& to, const std::vector<ResourceEntry>& resources) {
+  auto type = message_type(stanza);
+  if (type == "groupchat") {
+    // RFC 6121 §8.5.2.1.1 / §8.5.2.2: groupchat to a bare JID → service-unavailable.
+    bounce(stanza, "service-unavailable");
+    return;
+  }
+  std::vector<const ResourceEntry*> targets;
+  for (const auto& r : resources) {
+    // Negative priority: never a target for messages to the bare JID (RFC 6121 §8.5.2.1.1).
+    if (r.info.available && r.info.priority >= 0) {
+      targets.push_back(&r);
+    }
+  }
+  if (targets.empty()) {
+    // RFC 6121 §8.5.2.2: no available resource. Without offline storage, chat and normal messages get
+    // service-unavailable; headline and error messages are dropped.
+    if (type == "chat" || type == "normal") {
+      bounce(stanza, "service-unavailable", "the recipient is offline");
+    }
+    return;
+  }
+  (void)to;
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    if (i + 1 == targets.size()) {
+      targets[i]->sink->deliver(std::move(stanza));
+    } else {
+      targets[i]->sink->deliver(stanza);
+    }
+  }
+}
+
+void Router::deliver_bare(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin,
+                          modules::HostState& host) {
+  const StanzaKind kind = api::kind_of(stanza);
+  {
+    api::StanzaEvent ev{stanza, from, to, origin, kind, Route::Bare};
+    if (host.run_stanza_handlers(ev) == Flow::Stop) {
+      return;
+    }
+  }
+  auto type = stanza.attr("type");
+  if (kind == StanzaKind::Iq) {
+    if (type == "get" || type == "set") {
+      dispatch_iq(std::move(stanza), from, to, origin, api::IqScope::Account, host);
+    }
+    return;
+  }
+  auto resources = registry_.resources(to);
+  if (!resources.empty()) {
+    if (kind == StanzaKind::Message) {
+      deliver_message_to_account(std::move(stanza), to, resources);
+    } else if (kind == StanzaKind::Presence) {
+      for (const auto& r : resources) {
+        if (r.info.available) {
+          r.sink->deliver(stanza);
+        }
+      }
+    }
+    return;
+  }
+  if (kind != StanzaKind::Message) {
+    return; // presence to an account with no available resource: nothing to do here
+  }
+  with_account(to, [this, stanza = std::move(stanza), to](bool exists) mutable {
+    if (!exists) {
+      // RFC 6121 §8.5.1: no such user — message → service-unavailable.
+      bounce(stanza, "service-unavailable");
+      return;
+    }
+    deliver_message_to_account(std::move(stanza), to, {});
+  });
+}
+
+void Router::deliver_full(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin,
+                          modules::HostState& host) {
+  const StanzaKind kind = api::kind_of(stanza);
+  {
+    api::StanzaEvent ev{stanza, from, to, origin, kind, Route::Full};
+    if (host.run_stanza_handlers(ev) == Flow::Stop) {
+      return;
+    }
+  }
+  if (auto sink = registry_.find(to)) {
+    sink->deliver(std::move(stanza));
+    return;
+  }
+  auto type = stanza.attr("type");
+  if (kind == StanzaKind::Presence || type == "error") {
+    return; // RFC 6121 §8.5.3.2.2: presence to an unavailable resource is dropped; errors are never bounced
+  }
+  if (kind == StanzaKind::Iq) {
+    // RFC 6121 §8.5.3.2.3 (and RFC 6120 §10.5.3.2): IQ to a resource that is not connected.
+    if (type == "get" || type == "set") {
+      bounce(stanza, "service-unavailable", "no such resource");
+    }
+    return;
+  }
+  if (kind != StanzaKind::Message) {
+    return;
+  }
+  auto mtype = message_type(stanza);
+  if (mtype == "headline") {
+    return; // §8.5.3.2.1: headline to a missing resource is dropped
+  }
+  if (mtype == "groupchat") {
+    bounce(stanza, "service-unavailable");
+    return;
+  }
+  // §8.5.3.2.1: chat and normal messages are treated as if addressed to the bare JID.
+  Jid bare = to.bare();
+  with_account(bare, [this, stanza = std::move(stanza), bare, from, origin](bool exists) mutable {
+    if (!exists) {
+      bounce(stanza, "service-unavailable");
+      return;
+    }
+    modules::HostState* h = this->host(bare.domain());
+    if (h == nullptr) {
+      return;
+    }
+    api::StanzaEvent ev{stanza, from, bare, origin, api::StanzaKind::Message, Route::Bare};
+    if (h->run_stanza_handlers(ev) == Flow::Stop) {
+      return;
+    }
+    deliver_message_to_account(std::move(stanza), bare, registry_.resources(bare));
+  });
+}
+
+void Router::dispatch_iq(Element stanza, Jid from, Jid to, api::Origin origin, api::IqScope scope,
+                         modules::HostState& host) {
+  asio::co_spawn(core_.executor(),
+                 run_iq(std::move(stanza), std::move(from), std::move(to), std::move(origin), scope, &host),
+                 asio::detached);
+}
+
+asio::awaitable<void> Router::run_iq(Element stanza, Jid from, Jid to, api::Origin origin, api::IqScope scope,
+                                     modules::HostState* host) {
+  const Element* payload = stanza.first_child();
+  if (payload == nullptr) {
+    bounce(stanza, "bad-request", "an IQ get or set carries exactly one payload element");
+    co_return;
+  }
+  const api::IqType type = stanza.attr("type") == "get" ? api::IqType::Get : api::IqType::Set;
+  std::optional<api::IqReply> reply;
+  std::string failure;
+  try {
+    if (scope == api::IqScope::Account && to != from.bare()) {
+      // (co_await kept out of a || expression: GCC 12 miscompiles co_await in short-circuit operands.)
+      bool exists = !registry_.resources(to).empty();
+      if (!exists) {
+        exists = co_await core_.user_exists(to.domain(), to.node());
+      }
+      if (!exists) {
+        // RFC 6121 §8.5.1: an IQ to an account that does not exist → service-unavailable.
+        reply = api::IqReply::error("service-unavailable");
+      }
+    }
+    if (!reply) {
+      const api::IqHandler* handler = host->find_iq_handler(scope, type, payload->ns(), payload->name());
+      if (handler == nullptr) {
+        // RFC 6120 §8.4: "If an entity receives an IQ stanza of type "get" or "set" containing a child element
+        // qualified by a namespace it does not understand, the entity MUST return an IQ stanza of type "error"
+        // with an error condition of <service-unavailable/>".
+        reply = api::IqReply::error("service-unavailable");
+      } else {
+        api::IqRequest req{stanza, *payload, from, to, type, origin};
+        reply = co_await (*handler)(req);
+      }
+    }
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  if (!failure.empty() || !reply) {
+    core_.logger().error("IQ handler for <{} xmlns='{}'/> from {} failed: {}", payload->name(), payload->ns(),
+                         from.str(), failure);
+    bounce(stanza, "internal-server-error");
+    co_return;
+  }
+  if (reply->is_error()) {
+    route_local(api::make_error_reply(stanza, reply->error_value()));
+  } else {
+    route_local(api::make_iq_result(stanza, std::move(reply->payload())));
+  }
+}
+
+} // namespace cg::routing

@@ -1,1 +1,0 @@
-namespace cg::storage { int p2 = 0; }
