@@ -51,7 +51,17 @@ int main(int argc, char** argv) {
 
   const auto& cfg = server->config();
   const auto& hosts = server->server_info().hosts;
+  // The chatgroupctl next to this binary, as the user can type it from here.
   std::string ctl = "chatgroupctl";
+  {
+    std::error_code ec;
+    auto self = std::filesystem::canonical("/proc/self/exe", ec);
+    auto candidate = self.parent_path() / "chatgroupctl";
+    if (!ec && std::filesystem::exists(candidate)) {
+      auto rel = std::filesystem::relative(candidate, std::filesystem::current_path(), ec);
+      ctl = !ec && !rel.empty() && rel.string().rfind("..", 0) != 0 ? rel.string() : candidate.string();
+    }
+  }
   if (!config_path.empty()) {
     ctl += " -c " + config_path;
   }

@@ -30,8 +30,8 @@ std::vector<api::OptionSection> core_sections(const std::vector<std::string>& de
 
 struct ConfigError {
   std::string file;
-  int line = 0;   // 1-based; 0 when not known
-  int column = 0; // 1-based; 0 when not known
+  int line = 0;    // 1-based; 0 when not known
+  int column = 0;  // 1-based; 0 when not known
   std::string key; // dotted, e.g. "c2s.port"; "" for a syntax error
   std::string message;
   // "FILE:LINE:COLUMN: key 'c2s.port': MESSAGE" (parts that are unknown are left out)

@@ -24,10 +24,10 @@ struct ParserLimits {
 
 struct StreamEvent {
   enum class Kind {
-    Open,  // the <stream:stream> start tag; `element` has its attributes (no children)
-    Stanza,  // a complete top-level element
-    Close, // </stream:stream>
-    Error, // `condition` is a stream error condition, `text` a description
+    Open,   // the <stream:stream> start tag; `element` has its attributes (no children)
+    Stanza, // a complete top-level element
+    Close,  // </stream:stream>
+    Error,  // `condition` is a stream error condition, `text` a description
   };
   Kind kind;
   Element element;

@@ -10,7 +10,7 @@
 namespace cg::storage {
 
 struct SqliteOptions {
-  std::string path;           // the database file; created if missing
+  std::string path;             // the database file; created if missing
   bool synchronous_full = true; // PRAGMA synchronous=FULL (fsync at each commit) rather than NORMAL
   int busy_timeout_ms = 5000;
 };
