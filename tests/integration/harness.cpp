@@ -861,3 +861,126 @@ std::string error_condition(const Element& stanza) {
 }
 
 } // namespace it
+
+// ---------------------------------------------------------------------------------------------------------------
+// Helpers for the routing, module and administration tests (appended).
+
+namespace it {
+
+Element login_unbound(RawClient& client, int port, const std::string& user, const std::string& password) {
+  client.connect(port);
+  client.starttls_and_reopen();
+  auto outcome = client.authenticate("SCRAM-SHA-256", user, password);
+  if (outcome.name() != "success") {
+    throw std::runtime_error("login failed for " + user + "; received: " + client.raw_received());
+  }
+  client.open_stream();
+  auto features = client.next_element();
+  if (!features || !features->child("bind", cg::xml::ns::bind)) {
+    throw std::runtime_error("no bind feature; received: " + client.raw_received());
+  }
+  return *features;
+}
+
+std::optional<Element> request_bind(RawClient& client, const std::string& resource_xml, const std::string& id) {
+  std::string payload = resource_xml.empty() ? "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
+                                             : "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>" +
+                                                   resource_xml + "</resource></bind>";
+  return client.iq("<iq type='set' id='" + id + "'>" + payload + "</iq>", id);
+}
+
+bool sync_ping(RawClient& client, const std::string& id) {
+  auto r = client.iq("<iq type='get' id='" + id + "' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>", id);
+  return r && r->attr("type") == "result";
+}
+
+bool sync_ping(StropheClient& client, const std::string& id) {
+  auto r = client.iq("<iq type='get' id='" + id + "' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>", id);
+  return r && r->attr("type") == "result";
+}
+
+std::string cert_fingerprint(const std::string& pem_path) {
+  auto [status, out] = run_program({"/usr/bin/openssl", "x509", "-in", pem_path, "-noout", "-fingerprint", "-sha256"});
+  return status == 0 ? out : std::string();
+}
+
+Daemon::Daemon(const std::vector<std::string>& argv, const std::string& cwd) {
+  int out_pipe[2];
+  if (::pipe(out_pipe) != 0) {
+    throw std::runtime_error("pipe failed");
+  }
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    ::dup2(out_pipe[1], 1);
+    ::dup2(out_pipe[1], 2);
+    ::close(out_pipe[0]);
+    if (::chdir(cwd.c_str()) != 0) {
+      ::_exit(126);
+    }
+    std::vector<char*> args;
+    for (const auto& a : argv) {
+      args.push_back(const_cast<char*>(a.c_str()));
+    }
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(out_pipe[1]);
+  fd_ = out_pipe[0];
+}
+
+Daemon::~Daemon() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    wait_child(pid_, 5s);
+  }
+  if (fd_ >= 0) {
+    ::close(fd_);
+  }
+}
+
+bool Daemon::wait_output(const std::string& needle, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  char buf[1024];
+  while (out_.find(needle) == std::string::npos) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, remaining_ms(deadline)) <= 0) {
+      return false;
+    }
+    auto n = ::read(fd_, buf, sizeof buf);
+    if (n <= 0) {
+      return false;
+    }
+    out_.append(buf, static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+std::optional<int> Daemon::stop(int sig, std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) {
+    return std::nullopt;
+  }
+  ::kill(pid_, sig);
+  auto status = wait_child(pid_, timeout);
+  if (!status) {
+    ::kill(pid_, SIGKILL);
+    wait_child(pid_, 5s);
+  }
+  pid_ = -1;
+  // Whatever it printed on the way out.
+  char buf[1024];
+  while (true) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, 0) <= 0) {
+      break;
+    }
+    auto n = ::read(fd_, buf, sizeof buf);
+    if (n <= 0) {
+      break;
+    }
+    out_.append(buf, static_cast<std::size_t>(n));
+  }
+  return status;
+}
+
+} // namespace it

@@ -200,3 +200,41 @@ bool has_child(const Element& el, std::string_view name, std::string_view ns);
 std::string error_condition(const Element& stanza);
 
 } // namespace it
+
+// ---------------------------------------------------------------------------------------------------------------
+// Helpers for the routing, module and administration tests (appended).
+
+namespace it {
+
+// connect + STARTTLS + SCRAM-SHA-256, then reopens the stream and returns the features (bind not done yet).
+Element login_unbound(RawClient& client, int port, const std::string& user, const std::string& password);
+// Sends a bind request ("" = no <resource/>, the server picks one) and returns the IQ reply (nullopt on timeout).
+std::optional<Element> request_bind(RawClient& client, const std::string& resource_xml, const std::string& id = "b1");
+// A ping round trip to the server: everything the client sent before it has been processed by the server once the
+// answer arrives (one stream is handled in order). Returns false when no result came.
+bool sync_ping(RawClient& client, const std::string& id = "sync");
+bool sync_ping(StropheClient& client, const std::string& id = "sync");
+// The certificate's SHA-256 fingerprint as `openssl x509 -fingerprint` prints it ("" when unreadable).
+std::string cert_fingerprint(const std::string& pem_path);
+
+// A program running in the background with its own working directory; stdout and stderr go to one pipe.
+// Killed (SIGKILL) on destruction if still running.
+class Daemon {
+public:
+  Daemon(const std::vector<std::string>& argv, const std::string& cwd);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+  // Reads output until it contains `needle` (true) or the program exits / the timeout passes (false).
+  bool wait_output(const std::string& needle, std::chrono::milliseconds timeout = 30s);
+  // Sends `sig` and waits for the exit status (nullopt on timeout, then SIGKILL).
+  std::optional<int> stop(int sig, std::chrono::milliseconds timeout = 10s);
+  const std::string& output() const { return out_; }
+
+private:
+  int pid_ = -1;
+  int fd_ = -1;
+  std::string out_;
+};
+
+} // namespace it
