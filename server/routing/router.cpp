@@ -105,7 +105,11 @@ void Router::from_client(Element stanza, const Jid& from, std::optional<Jid> to)
       // RFC 6120 §10.3.3: no 'to' — the server handles it on behalf of the account.
       dispatch_iq(std::move(stanza), from, from.bare(), origin, api::IqScope::Account, *h);
     } else if (type == "result" || type == "error") {
-      h->complete_pending_iq(std::string(stanza.attr("id")), std::move(stanza));
+      // The id is read before the stanza is moved into the call: the order in which function arguments are
+      // evaluated is unspecified, and g++ moves first. (RFC 6120 §8.2.3: "The 'id' attribute is REQUIRED for IQ
+      // stanzas" — it is what pairs the response with its request.)
+      std::string id(stanza.attr("id"));
+      h->complete_pending_iq(id, std::move(stanza));
     }
     return;
   }
@@ -159,7 +163,9 @@ void Router::deliver_host(Element stanza, const Jid& from, const Jid& to, const 
     if (type == "get" || type == "set") {
       dispatch_iq(std::move(stanza), from, to, origin, api::IqScope::Host, host);
     } else {
-      host.complete_pending_iq(std::string(stanza.attr("id")), std::move(stanza));
+      // A response to an IQ a module sent (send_iq); the id is read before the stanza is moved (see from_client).
+      std::string id(stanza.attr("id"));
+      host.complete_pending_iq(id, std::move(stanza));
     }
     return;
   case StanzaKind::Message:
