@@ -31,6 +31,18 @@ public:
     // XEP-0199 §4.1: "If the server supports the ping namespace, it MUST return an IQ-result".
     ctx.on_iq(api::IqScope::Host, api::IqType::Get, std::string(ns), "ping",
               [](const api::IqRequest&) -> boost::asio::awaitable<IqReply> { co_return IqReply::result(); });
+    // The account advertises urn:xmpp:ping in its disco#info (add_account_feature above), so it must answer one:
+    // XEP-0030 §3.1 "the target entity MUST return ... the features it supports", and XEP-0199 §4.2 "If the
+    // client supports the ping namespace, it MUST return an IQ-result" — the server answers for the account (a
+    // ping with no 'to', or to the own bare JID, RFC 6120 §10.3.3). Like disco#info on an account, only the
+    // account itself is answered; anyone else gets service-unavailable, which reveals nothing.
+    ctx.on_iq(api::IqScope::Account, api::IqType::Get, std::string(ns), "ping",
+              [](const api::IqRequest& req) -> boost::asio::awaitable<IqReply> {
+                if (req.from.bare() != req.to) {
+                  co_return IqReply::error("service-unavailable");
+                }
+                co_return IqReply::result();
+              });
     auto idle = ctx.option<std::int64_t>("idle");
     if (idle <= 0) {
       return;
