@@ -35,6 +35,15 @@ int main(int argc, char** argv) {
     }
     config = std::get<cg::config::Config>(std::move(loaded));
   }
+  // Values the schema cannot check (a domain, an address): config errors too, reported the same way (status 2)
+  // before anything is opened or created.
+  if (auto errors = cg::core::check_values(config); !errors.empty()) {
+    for (const auto& e : errors) {
+      std::cerr << e.str() << "\n";
+    }
+    std::cerr << "chatgroupd: " << errors.size() << " error(s) in the config; not starting\n";
+    return 2;
+  }
   if (check_only) {
     std::cout << config.source() << ": ok\n";
     return 0;

@@ -17,7 +17,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <climits>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -55,6 +57,94 @@ config::Schema full_schema() {
     schema.add(api::OptionSection{"modules." + info.name, info.summary, info.options});
   }
   return schema;
+}
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+// Where `section.key` is set in the TOML file at `path`: {line, column of the value}, 1-based; {0, 0} when the
+// file cannot be read again (e.g. /dev/stdin) or the key is not found. A line scan, enough for the plain
+// `[section]` / `key = value` layout of a config file (the loader has already accepted the file).
+std::pair<int, int> locate(const std::string& path, std::string_view section, std::string_view key) {
+  std::ifstream in(path);
+  std::string line;
+  std::string current;
+  int number = 0;
+  const std::string dotted = std::string(section) + "." + std::string(key);
+  while (std::getline(in, line)) {
+    ++number;
+    std::string_view t = trim(line);
+    if (t.empty() || t.front() == '#') {
+      continue;
+    }
+    if (t.front() == '[') {
+      auto close = t.find(']');
+      current = close == std::string_view::npos ? std::string() : std::string(trim(t.substr(1, close - 1)));
+      continue;
+    }
+    auto eq = t.find('=');
+    if (eq == std::string_view::npos) {
+      continue;
+    }
+    std::string_view name = trim(t.substr(0, eq));
+    if ((current == section && name == key) || (current.empty() && name == dotted)) {
+      auto value_at = line.find('=') + 1;
+      while (value_at < line.size() && (line[value_at] == ' ' || line[value_at] == '\t')) {
+        ++value_at;
+      }
+      return {number, static_cast<int>(value_at) + 1};
+    }
+  }
+  return {0, 0};
+}
+
+} // namespace
+
+std::vector<config::ConfigError> check_values(const config::Config& cfg) {
+  std::vector<config::ConfigError> errors;
+  auto error = [&](std::string_view section, std::string_view key, std::string message) {
+    auto [line, column] = cfg.is_set(section, key) ? locate(cfg.source(), section, key) : std::pair<int, int>{0, 0};
+    errors.push_back(config::ConfigError{cfg.source(), line, column, std::string(section) + "." + std::string(key),
+                                         std::move(message)});
+  };
+  const auto& hosts = cfg.get_list("server", "hosts");
+  if (hosts.empty()) {
+    error("server", "hosts", "at least one domain is needed");
+  }
+  for (const auto& h : hosts) {
+    // RFC 7622 §3.2: a domainpart is a domain name (IDNA) or an IP literal.
+    if (!api::Jid::nameprep(h)) {
+      error("server", "hosts", "'" + h + "' is not a valid domain name");
+    }
+  }
+  const bool has_cert = !cfg.get_string("tls", "certificate").empty();
+  const bool has_key = !cfg.get_string("tls", "key").empty();
+  if (has_cert && !has_key) {
+    error("tls", "certificate", "tls.key is not set: tls.certificate and tls.key are set together");
+  } else if (has_key && !has_cert) {
+    error("tls", "key", "tls.certificate is not set: tls.certificate and tls.key are set together");
+  }
+  for (const auto& a : cfg.get_list("c2s", "addresses")) {
+    boost::system::error_code ec;
+    asio::ip::make_address(a, ec);
+    if (ec) {
+      error("c2s", "addresses", "'" + a + "' is not an IP address");
+    }
+  }
+  // In the order of the file, like the loader's errors (those without a line last).
+  std::stable_sort(errors.begin(), errors.end(), [](const config::ConfigError& a, const config::ConfigError& b) {
+    return (a.line == 0 ? INT_MAX : a.line) < (b.line == 0 ? INT_MAX : b.line);
+  });
+  return errors;
 }
 
 namespace {

@@ -53,6 +53,12 @@ struct C2SSettings {
 // The config schema: the core's sections plus every registered module's.
 config::Schema full_schema();
 
+// The checks of option values that the schema cannot express: a domain name, an IP address, options that only go
+// together. chatgroupd runs them before it starts and chatgroupctl check-config runs the same, so that
+// check-config accepts exactly what the server accepts (README: "validate a config file without starting").
+// Each error names the key and, when the file can be read again, the line and column of its value.
+std::vector<config::ConfigError> check_values(const config::Config& config);
+
 class Server final : public modules::CoreServices {
 public:
   explicit Server(config::Config config);

@@ -80,6 +80,10 @@ std::optional<Context> open(const std::string& config_path, int& rc) {
     }
     ctx.config = std::get<Config>(std::move(loaded));
   }
+  if (auto errors = cg::core::check_values(ctx.config); !errors.empty()) {
+    rc = config_errors(errors);
+    return std::nullopt;
+  }
   for (const auto& h : ctx.config.get_list("server", "hosts")) {
     if (auto p = cg::api::Jid::nameprep(h)) {
       ctx.hosts.push_back(*p);
@@ -165,6 +169,10 @@ int main(int argc, char** argv) {
     auto loaded = cg::config::load_file(check_path, cg::core::full_schema());
     if (auto* errors = std::get_if<std::vector<cg::config::ConfigError>>(&loaded)) {
       return config_errors(*errors);
+    }
+    // The same value checks as chatgroupd's: "ok" only for a file the server accepts.
+    if (auto errors = cg::core::check_values(std::get<Config>(loaded)); !errors.empty()) {
+      return config_errors(errors);
     }
     std::cout << check_path << ": ok\n";
     return 0;
