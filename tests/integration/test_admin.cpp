@@ -248,6 +248,52 @@ TEST_CASE("a bad config stops chatgroupd with status 2 and FILE:LINE:COLUMN: key
   CHECK(out4.find("missing.toml") != std::string::npos);
 }
 
+TEST_CASE("values the schema cannot check (a domain, an address, a certificate without its key) are config errors "
+          "for chatgroupd and check-config alike",
+          "[admin][config]") {
+  TempDir dir;
+  const std::string bad = (dir.path / "values.toml").string();
+  write_text(bad, "[server]\n"
+                  "hosts = [\"localhost\", \"not a domain!\"]\n"
+                  "data_dir = \"" +
+                      (dir.path / "data").string() +
+                      "\"\n"
+                      "\n"
+                      "[tls]\n"
+                      "certificate = \"/nonexistent/cert.pem\"\n"
+                      "\n"
+                      "[c2s]\n"
+                      "port = 0\n"
+                      "direct_tls_port = 0\n"
+                      "addresses = [\"127.0.0.1\", \"no-ip\"]\n");
+
+  // check-config must not call "ok" a file that chatgroupd refuses.
+  auto [cstatus, cout_] = run_program({chatgroupctl_path(), "check-config", bad});
+  INFO(cout_);
+  CHECK(cstatus == 2);
+  auto errors = lines_starting(cout_, bad + ":");
+  REQUIRE(errors.size() == 3);
+  CHECK(std::regex_match(errors[0], std::regex(".*values\\.toml:2:\\d+: key 'server\\.hosts': .*not a domain!.*")));
+  CHECK(std::regex_match(errors[1], std::regex(".*values\\.toml:6:\\d+: key 'tls\\.(certificate|key)': .*")));
+  CHECK(std::regex_match(errors[2], std::regex(".*values\\.toml:11:\\d+: key 'c2s\\.addresses': .*no-ip.*")));
+
+  // chatgroupd: the same lines, status 2 (a config error), and nothing created.
+  auto [status, out] = run_program({chatgroupd_path(), "-c", bad});
+  INFO(out);
+  CHECK(status == 2);
+  CHECK(lines_starting(out, bad + ":") == errors);
+  CHECK_FALSE(fs::exists(dir.path / "data"));
+
+  // An empty host list is an error too.
+  const std::string empty = (dir.path / "empty.toml").string();
+  write_text(empty, "[server]\nhosts = []\n");
+  auto [s2, out2] = run_program({chatgroupctl_path(), "check-config", empty});
+  INFO(out2);
+  CHECK(s2 == 2);
+  CHECK(out2.find("empty.toml:2:") != std::string::npos);
+  CHECK(out2.find("key 'server.hosts'") != std::string::npos);
+}
+
 TEST_CASE("check-config accepts conf/chatgroup.example.toml and the embedded default it is generated from",
           "[admin][config]") {
   const std::string example = source_root() + "/conf/chatgroup.example.toml";
