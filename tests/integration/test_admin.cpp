@@ -361,6 +361,9 @@ TEST_CASE("SIGTERM: every client gets <system-shutdown/> and the server exits 0 
   anonymous.connect(server.port());
   anonymous.open_stream();
   REQUIRE(anonymous.next_element()); // the features: the stream is open
+  // A connection that has sent nothing at all does not hold the shutdown up either.
+  RawClient silent;
+  silent.connect(server.port());
 
   auto started = Clock::now();
   const int status = server.stop(15s);
@@ -375,6 +378,30 @@ TEST_CASE("SIGTERM: every client gets <system-shutdown/> and the server exits 0 
   CHECK(anonymous.stream_error() == "system-shutdown");
   REQUIRE(alice.wait_disconnected());
   CHECK(alice.stream_error == "system-shutdown");
+  CHECK(silent.wait_closed());
+}
+
+TEST_CASE("SIGTERM: a direct TLS connection that never sent its ClientHello does not hold the shutdown up",
+          "[admin][shutdown]") {
+  ServerOptions opts;
+  opts.users = {{"bob", "bob-pw"}};
+  opts.set("server", "shutdown_timeout", "3");
+  TestServer server(opts);
+  server.start();
+  RawClient silent_tls;
+  silent_tls.connect(server.tls_port());
+  RawClient bob;
+  bob.login(server.port(), "bob", "bob-pw", "laptop");
+  REQUIRE(sync_ping(bob)); // by now the server has accepted the silent connection too
+
+  auto started = Clock::now();
+  const int status = server.stop(10s);
+  auto took = Clock::now() - started;
+  CHECK(status == 0);
+  // DESIGN.md §3: "stop listening → <system-shutdown/> to every stream → wait up to a deadline → cancel". A
+  // connection still in its TLS handshake has no stream to close: it is dropped at once, not at the deadline.
+  CHECK(took < 2s);
+  CHECK(silent_tls.wait_closed(1s));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
