@@ -185,8 +185,19 @@ int main(int argc, char** argv) {
   }
   try {
     if (users->parsed()) {
+      // The domain is compared in its normalised form (nameprep), and one the server does not serve is an error,
+      // as for adduser — not an empty list that looks like "no accounts".
+      std::string filter;
+      if (!host_filter.empty()) {
+        auto prepped = cg::api::Jid::nameprep(host_filter);
+        if (!prepped || std::find(ctx->hosts.begin(), ctx->hosts.end(), *prepped) == ctx->hosts.end()) {
+          std::cerr << "chatgroupctl: this server does not serve '" << host_filter << "' (server.hosts)\n";
+          return 2;
+        }
+        filter = *prepped;
+      }
       for (const auto& host : ctx->hosts) {
-        if (!host_filter.empty() && host != host_filter) {
+        if (!filter.empty() && host != filter) {
           continue;
         }
         for (const auto& u : ctx->accounts->list(host)) {
