@@ -120,6 +120,13 @@ TEST_CASE("chatgroupctl adduser while the server runs: the user logs in at once,
   auto [s4, filtered] = server.ctl({"users", "localhost"});
   REQUIRE(s4 == 0);
   CHECK(filtered == listing);
+  auto [s5, folded] = server.ctl({"users", "LocalHost"});
+  CHECK(s5 == 0);
+  CHECK(folded == listing);
+  // A domain this server does not serve is an error, not an empty list.
+  auto [s6, unserved] = server.ctl({"users", "example.org"});
+  CHECK(s6 != 0);
+  CHECK(unserved.find("example.org") != std::string::npos);
 }
 
 TEST_CASE("chatgroupctl passwd: the old password stops working, the new one works", "[admin][ctl]") {
