@@ -429,8 +429,9 @@ TEST_CASE("first start on a config that sets only the ports: database and self-s
   std::string fingerprint;
   {
     Daemon d({chatgroupd_path(), "-c", "chatgroup.toml"}, dir.path.string());
+    const bool ready = d.wait_output("chatgroupd: ready");
     INFO(d.output());
-    REQUIRE(d.wait_output("chatgroupd: ready"));
+    REQUIRE(ready);
     // data_dir defaults to ./data, relative to the working directory.
     CHECK(fs::exists(data / "chatgroup.sqlite"));
     REQUIRE(fs::exists(cert));
@@ -465,8 +466,9 @@ TEST_CASE("first start on a config that sets only the ports: database and self-s
   }
   {
     Daemon d({chatgroupd_path(), "-c", "chatgroup.toml"}, dir.path.string());
+    const bool ready = d.wait_output("chatgroupd: ready");
     INFO(d.output());
-    REQUIRE(d.wait_output("chatgroupd: ready"));
+    REQUIRE(ready);
     // The same certificate and the same database: alice still logs in, over direct TLS this time.
     CHECK(cert_fingerprint(cert) == fingerprint);
     StropheClient alice("alice@localhost/x", "alice-pw");
