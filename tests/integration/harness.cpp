@@ -984,3 +984,120 @@ std::optional<int> Daemon::stop(int sig, std::chrono::milliseconds timeout) {
 }
 
 } // namespace it
+
+// ---------------------------------------------------------------------------------------------------------------
+// Helpers for the stream, TLS and SASL tests (appended).
+
+#include <sys/inotify.h>
+
+namespace it {
+
+void RawClient::start_tls_with(const std::function<void(SSL_CTX*)>& configure) {
+  ctx_ = SSL_CTX_new(TLS_client_method());
+  SSL_CTX_set_verify(ctx_, SSL_VERIFY_NONE, nullptr);
+  configure(ctx_);
+  ssl_ = SSL_new(ctx_);
+  SSL_set_tlsext_host_name(ssl_, "localhost");
+  SSL_set_fd(ssl_, fd_);
+  ERR_clear_error();
+  if (SSL_connect(ssl_) != 1) {
+    std::string reason;
+    unsigned long e = 0;
+    while ((e = ERR_get_error()) != 0) {
+      char buf[256];
+      ERR_error_string_n(e, buf, sizeof buf);
+      reason += reason.empty() ? "" : "; ";
+      reason += buf;
+    }
+    SSL_free(ssl_);
+    ssl_ = nullptr;
+    throw std::runtime_error("TLS handshake failed: " + (reason.empty() ? std::string("connection closed") : reason));
+  }
+}
+
+Element RawClient::authenticate_scram(const std::string& mechanism, const std::string& user,
+                                      const std::string& password, const std::string& gs2_header,
+                                      const std::string& cb_data) {
+  const EVP_MD* md = scram_md(mechanism);
+  unsigned char nonce_raw[18];
+  RAND_bytes(nonce_raw, sizeof nonce_raw);
+  const std::string cnonce = b64(std::string(reinterpret_cast<char*>(nonce_raw), sizeof nonce_raw));
+  const std::string first_bare = "n=" + user + ",r=" + cnonce;
+  send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='" + mechanism + "'>" + b64(gs2_header + first_bare) +
+       "</auth>");
+  auto challenge = next_element();
+  if (!challenge) {
+    throw std::runtime_error("no SASL challenge; received: " + raw_);
+  }
+  if (challenge->name() != "challenge") {
+    return *challenge;
+  }
+  const std::string server_first = unb64(challenge->text());
+  auto attrs = scram_attrs(server_first);
+  const std::string salt = unb64(attrs['s']);
+  const int iterations = std::stoi(attrs['i']);
+  std::string salted(static_cast<std::size_t>(EVP_MD_get_size(md)), '\0');
+  PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
+                    reinterpret_cast<const unsigned char*>(salt.data()), static_cast<int>(salt.size()), iterations, md,
+                    static_cast<int>(salted.size()), reinterpret_cast<unsigned char*>(salted.data()));
+  const std::string client_key = hmac(md, salted, "Client Key");
+  const std::string stored_key = digest(md, client_key);
+  const std::string final_without_proof = "c=" + b64(gs2_header + cb_data) + ",r=" + attrs['r'];
+  const std::string auth_message = first_bare + "," + server_first + "," + final_without_proof;
+  std::string proof = hmac(md, stored_key, auth_message);
+  for (std::size_t i = 0; i < proof.size(); ++i) {
+    proof[i] = static_cast<char>(proof[i] ^ client_key[i]);
+  }
+  send("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>" + b64(final_without_proof + ",p=" + b64(proof)) +
+       "</response>");
+  auto outcome = wait_for([](const Element& e) { return e.name() == "success" || e.name() == "failure"; });
+  if (!outcome) {
+    throw std::runtime_error("no SASL outcome; received: " + raw_);
+  }
+  return *outcome;
+}
+
+std::optional<Element> RawClient::next_element_then_restart(std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (!parser_.has_event()) {
+    if (!fill(deadline)) {
+      return std::nullopt;
+    }
+  }
+  // fill() feeds the parser all it receives, so the parser's input began this far into raw_.
+  const std::size_t base = raw_.size() - static_cast<std::size_t>(parser_.bytes_fed());
+  auto ev = next(0ms);
+  if (!ev || ev->kind != cg::xml::StreamEvent::Kind::Stanza) {
+    return std::nullopt;
+  }
+  const std::size_t end = base + static_cast<std::size_t>(ev->end_offset);
+  parser_.reset();
+  if (end < raw_.size()) {
+    parser_.feed(std::string_view(raw_).substr(end));
+  }
+  return std::move(ev->element);
+}
+
+bool wait_for_log(const TestServer& server, const std::string& needle, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  int fd = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (fd < 0) {
+    throw std::runtime_error("inotify_init1 failed");
+  }
+  // Watch first, then look: a line written in between still wakes the poll below.
+  ::inotify_add_watch(fd, (server.dir() + "/server.log").c_str(), IN_MODIFY);
+  bool found = false;
+  while (!(found = server.log().find(needle) != std::string::npos)) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, remaining_ms(deadline)) <= 0) {
+      break;
+    }
+    char buf[4096];
+    while (::read(fd, buf, sizeof buf) > 0) {
+    }
+  }
+  ::close(fd);
+  return found;
+}
+
+} // namespace it

@@ -131,6 +131,19 @@ public:
 
   std::vector<Element> skipped;
 
+  // (Appended for the stream and SASL tests.)
+  // TLS handshake with a client context the caller configures (versions, ciphers, security level, ALPN); throws
+  // like start_tls() when the handshake fails (and the client is then left without TLS).
+  void start_tls_with(const std::function<void(SSL_CTX*)>& configure);
+  // SCRAM with the GS2 header ("n,,", "y,,", "p=tls-exporter,,", "n,a=authzid,") and the channel-binding data
+  // given verbatim, to send wrong ones on purpose. Returns the server's final <success/> or <failure/>, or its
+  // first answer when that is not a <challenge/>.
+  Element authenticate_scram(const std::string& mechanism, const std::string& user, const std::string& password,
+                             const std::string& gs2_header, const std::string& cb_data);
+  // Pipelining: waits for the next top-level element and restarts the parser just past it, so that what the
+  // server sent after it (a new stream header after <success/>, in the same read or later) goes to a fresh parser.
+  std::optional<Element> next_element_then_restart(std::chrono::milliseconds timeout = 10s);
+
 private:
   bool fill(Clock::time_point deadline);
   int fd_ = -1;
@@ -236,5 +249,15 @@ private:
   int fd_ = -1;
   std::string out_;
 };
+
+} // namespace it
+
+// ---------------------------------------------------------------------------------------------------------------
+// Helpers for the stream, TLS and SASL tests (appended).
+
+namespace it {
+
+// Waits until the server's log contains `needle` (inotify on the log file: no polling); false on timeout.
+bool wait_for_log(const TestServer& server, const std::string& needle, std::chrono::milliseconds timeout = 10s);
 
 } // namespace it
