@@ -42,6 +42,16 @@ Element sasl_element(std::string name, const std::string& raw_data) {
   return el;
 }
 
+// A SASL failure (RFC 6120 §6.4.5, §6.5): a <failure/> element in the SASL namespace whose child names the
+// condition, e.g. <failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><aborted/></failure>. Built whole before
+// sending: Element::add() returns the child, so `send(Element(failure).add(condition))` sent the bare condition
+// element without its <failure/>, which no client recognises as the end of the exchange.
+Element sasl_failure(std::string_view condition) {
+  Element f("failure", std::string(ns::sasl));
+  f.add_child(std::string(condition));
+  return f;
+}
+
 } // namespace
 
 C2SSession::C2SSession(core::Server& server, asio::ip::tcp::socket socket, bool direct_tls)
@@ -287,7 +297,7 @@ asio::awaitable<void> C2SSession::on_element(Element& el, std::uint64_t end_offs
         co_await on_sasl_response(el, end_offset);
       } else if (el.name() == "abort") {
         mechanism_.reset();
-        send(Element("failure", std::string(ns::sasl)).add(Element("aborted", std::string(ns::sasl))));
+        send(sasl_failure("aborted"));
       } else {
         stream_error("unsupported-stanza-type", "unknown SASL element");
       }
@@ -370,7 +380,7 @@ asio::awaitable<void> C2SSession::on_auth(const Element& el, std::uint64_t end_o
   }
   if (cfg.require_encryption && !transport_->secure()) {
     // RFC 6120 §6.5.3 encryption-required.
-    send(Element("failure", std::string(ns::sasl)).add(Element("encryption-required", std::string(ns::sasl))));
+    send(sasl_failure("encryption-required"));
     co_return;
   }
   if (auto banned = server_.auth_limiter().banned_for(peer_address_); banned.count() > 0) {
@@ -384,8 +394,16 @@ asio::awaitable<void> C2SSession::on_auth(const Element& el, std::uint64_t end_o
   std::string name(el.attr("mechanism"));
   auto offered = offered_mechanisms();
   if (std::find(offered.begin(), offered.end(), name) == offered.end()) {
+    if (!transport_->secure() &&
+        std::find(cfg.mechanisms.begin(), cfg.mechanisms.end(), name) != cfg.mechanisms.end()) {
+      // A configured mechanism withheld only because this stream has no TLS (PLAIN, the -PLUS variants). RFC 6120
+      // §6.5.3 encryption-required: "The mechanism requested by the initiating entity cannot be used unless the
+      // confidentiality and integrity of the underlying stream are protected (typically via TLS)."
+      send(sasl_failure("encryption-required"));
+      co_return;
+    }
     // RFC 6120 §6.5.5 invalid-mechanism.
-    send(Element("failure", std::string(ns::sasl)).add(Element("invalid-mechanism", std::string(ns::sasl))));
+    send(sasl_failure("invalid-mechanism"));
     co_return;
   }
   sasl::MechanismContext mctx;
@@ -404,7 +422,7 @@ asio::awaitable<void> C2SSession::on_auth(const Element& el, std::uint64_t end_o
   mctx.fake_salt_secret = server_.fake_salt_secret();
   mechanism_ = sasl::make_mechanism(name, std::move(mctx));
   if (!mechanism_) {
-    send(Element("failure", std::string(ns::sasl)).add(Element("invalid-mechanism", std::string(ns::sasl))));
+    send(sasl_failure("invalid-mechanism"));
     co_return;
   }
   std::string text = el.text();
@@ -426,7 +444,7 @@ asio::awaitable<void> C2SSession::on_auth(const Element& el, std::uint64_t end_o
 
 asio::awaitable<void> C2SSession::on_sasl_response(const Element& el, std::uint64_t end_offset) {
   if (!mechanism_) {
-    send(Element("failure", std::string(ns::sasl)).add(Element("malformed-request", std::string(ns::sasl))));
+    send(sasl_failure("malformed-request"));
     co_return;
   }
   std::string text = el.text();
