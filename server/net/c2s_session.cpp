@@ -706,6 +706,16 @@ void C2SSession::close(std::string condition, std::string text) {
                if (self->closing_) {
                  return;
                }
+               if (self->transport_->ssl() != nullptr && !self->transport_->secure()) {
+                 // In the middle of a TLS handshake (direct TLS before the ClientHello, or STARTTLS after
+                 // <proceed/>) there is no stream to carry a stream error, and the handshake's SSL object cannot
+                 // take our bytes: writing would wait for the peer, which is what we are giving up on (auth
+                 // timeout, shutdown). Drop the TCP connection; the handshake's wait ends and run() winds down.
+                 self->closing_ = true;
+                 self->close_condition_ = condition;
+                 self->transport_->close();
+                 return;
+               }
                self->stream_error(condition, text);
                // Wake the reader so it winds the session down once the error is written.
                asio::co_spawn(

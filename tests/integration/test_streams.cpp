@@ -525,15 +525,43 @@ TEST_CASE("streams: unsupported-stanza-type for an unknown top-level element aft
   f.check_bystander();
 }
 
-TEST_CASE("streams: connection-timeout for a connection that never authenticates", "[streams][stream-error]") {
+TEST_CASE("streams: connection-timeout for connections that never authenticate", "[streams][stream-error]") {
   Fixture f(ServerOptions().set("c2s", "auth_timeout", "5"));
-  RawClient bad;
   const auto start = Clock::now();
-  open_plain(bad, f.server.port());
-  REQUIRE(bad.wait_closed(15s));
-  const auto elapsed = Clock::now() - start;
-  CHECK(elapsed >= 4500ms);
-  check_stream_error(bad, "connection-timeout");
+  // All at once, so that the case waits for c2s.auth_timeout only once.
+  RawClient plain; // a stream, no TLS
+  open_plain(plain, f.server.port());
+  RawClient tls; // a stream inside direct TLS
+  tls.connect(f.server.tls_port());
+  tls.start_tls();
+  tls.open_stream();
+  REQUIRE(tls.next_element());
+  RawClient unbound; // authenticated, never binds (the timeout covers authentication and binding)
+  unbound.connect(f.server.port());
+  unbound.starttls_and_reopen();
+  REQUIRE(unbound.authenticate("SCRAM-SHA-256", "bob", "bob-pw").name() == "success");
+  unbound.open_stream();
+  REQUIRE(unbound.next_element());
+  RawClient no_client_hello; // the direct TLS port, and not a byte sent
+  no_client_hello.connect(f.server.tls_port());
+  RawClient stalled_starttls; // <proceed/> received, then no TLS handshake
+  stalled_starttls.connect(f.server.port());
+  stalled_starttls.open_stream();
+  REQUIRE(stalled_starttls.next_element());
+  stalled_starttls.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+  REQUIRE(stalled_starttls.next_element());
+
+  REQUIRE(plain.wait_closed(15s));
+  CHECK(Clock::now() - start >= 4500ms);
+  // RFC 6120 §4.9.3.4 connection-timeout, on each stream.
+  check_stream_error(plain, "connection-timeout");
+  check_stream_error(tls, "connection-timeout");
+  check_stream_error(unbound, "connection-timeout");
+  // Without TLS established there is no stream to put an error on, but the connection is dropped all the same:
+  // a silent connection must not hold its slot (and its place in c2s.max_connections_per_ip) for ever.
+  CHECK(no_client_hello.wait_closed(5s));
+  CHECK(stalled_starttls.wait_closed(5s));
+  CHECK(stalled_starttls.stream_error().empty());
   // The bystander logged in (and bound) before the timeout: it is not affected by auth_timeout.
   f.check_bystander();
 }
