@@ -4,6 +4,7 @@
 #include <idna.h>
 #include <stringprep.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -76,8 +77,11 @@ std::optional<std::string> run_profile(std::string_view s, const Stringprep_prof
   if (!valid_utf8(s) || s.size() > 4 * kMaxPart) {
     return std::nullopt;
   }
+  // stringprep() works in place and fails when its output does not fit. NFKC can grow a string a lot (U+FDFA, 3
+  // bytes, becomes 33), so the buffer holds at least a maximal part; longer outputs are rejected by the callers
+  // anyway. Mapping can also shrink a string, so it holds at least the input too.
   std::string buf(s);
-  buf.resize(s.size() * 4 + 16, '\0');
+  buf.resize(std::max(s.size(), kMaxPart) + 1, '\0');
   int rc = stringprep(buf.data(), buf.size(), Stringprep_profile_flags(0), profile);
   if (rc != STRINGPREP_OK) {
     return std::nullopt;
@@ -130,6 +134,33 @@ bool valid_ascii_label(std::string_view label) {
   return true;
 }
 
+std::optional<std::string> nameprep_idn(std::string_view s) {
+  // Internationalised: ToUnicode (which applies nameprep per label), then prove the result is a valid IDN by
+  // converting it to ASCII with the STD3 rules. The Unicode form is the canonical one (so "xn--" and Unicode
+  // spellings of a domain compare equal).
+  if (!valid_utf8(s)) {
+    return std::nullopt;
+  }
+  std::string input(s);
+  char* unicode_raw = nullptr;
+  if (idna_to_unicode_8z8z(input.c_str(), &unicode_raw, IDNA_ALLOW_UNASSIGNED) != IDNA_SUCCESS) {
+    std::free(unicode_raw);
+    return std::nullopt;
+  }
+  std::unique_ptr<char, FreeDeleter> unicode(unicode_raw);
+  auto prepped = run_profile(unicode.get(), stringprep_nameprep);
+  if (!prepped || prepped->empty() || prepped->size() > kMaxPart) {
+    return std::nullopt;
+  }
+  char* ascii_raw = nullptr;
+  int rc = idna_to_ascii_8z(prepped->c_str(), &ascii_raw, IDNA_ALLOW_UNASSIGNED | IDNA_USE_STD3_ASCII_RULES);
+  std::unique_ptr<char, FreeDeleter> ascii(ascii_raw);
+  if (rc != IDNA_SUCCESS || std::strlen(ascii.get()) > 253) {
+    return std::nullopt;
+  }
+  return prepped;
+}
+
 } // namespace
 
 std::optional<std::string> Jid::nodeprep(std::string_view s) {
@@ -179,12 +210,17 @@ std::optional<std::string> Jid::nameprep(std::string_view s) {
       return std::nullopt;
     }
   }
-  if (is_ascii(s) && s.find("xn--") == std::string_view::npos && s.find("XN--") == std::string_view::npos) {
+  if (is_ascii(s)) {
     std::string out(s);
     for (auto& c : out) {
       if (c >= 'A' && c <= 'Z') {
         c = static_cast<char>(c + 32);
       }
+    }
+    // An ACE label ("xn--", in any case: "Xn--" too) makes this an IDN: it goes through IDNA, so that it compares
+    // equal to its Unicode spelling.
+    if (out.find("xn--") != std::string::npos) {
+      return nameprep_idn(out);
     }
     std::size_t start = 0;
     while (true) {
@@ -202,30 +238,7 @@ std::optional<std::string> Jid::nameprep(std::string_view s) {
     }
     return out;
   }
-  // Internationalised: ToUnicode (which applies nameprep per label), then prove the result is a valid IDN by
-  // converting it to ASCII with the STD3 rules. The Unicode form is the canonical one (so "xn--" and Unicode
-  // spellings of a domain compare equal).
-  if (!valid_utf8(s)) {
-    return std::nullopt;
-  }
-  std::string input(s);
-  char* unicode_raw = nullptr;
-  if (idna_to_unicode_8z8z(input.c_str(), &unicode_raw, IDNA_ALLOW_UNASSIGNED) != IDNA_SUCCESS) {
-    std::free(unicode_raw);
-    return std::nullopt;
-  }
-  std::unique_ptr<char, FreeDeleter> unicode(unicode_raw);
-  auto prepped = run_profile(unicode.get(), stringprep_nameprep);
-  if (!prepped || prepped->empty() || prepped->size() > kMaxPart) {
-    return std::nullopt;
-  }
-  char* ascii_raw = nullptr;
-  int rc = idna_to_ascii_8z(prepped->c_str(), &ascii_raw, IDNA_ALLOW_UNASSIGNED | IDNA_USE_STD3_ASCII_RULES);
-  std::unique_ptr<char, FreeDeleter> ascii(ascii_raw);
-  if (rc != IDNA_SUCCESS || std::strlen(ascii.get()) > 253) {
-    return std::nullopt;
-  }
-  return prepped;
+  return nameprep_idn(s);
 }
 
 std::optional<Jid> Jid::from_parts(std::string_view node, std::string_view domain, std::string_view resource) {
