@@ -123,7 +123,11 @@ Element make_error_reply(const Element& stanza, const StanzaError& error) {
       }
     }
   }
-  reply.add(error.to_element());
+  // RFC 6120 §8.3.2: the <error/> child is qualified by the stanza's content namespace — jabber:server for a
+  // stanza from (or to) a remote server, or it would not be read as a stanza error there.
+  Element error_element = error.to_element();
+  error_element.set_ns(reply.ns());
+  reply.add(std::move(error_element));
   return reply;
 }
 
