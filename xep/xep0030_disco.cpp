@@ -149,9 +149,12 @@ public:
                 if (req.from.bare() != req.to) {
                   co_return IqReply::error("service-unavailable");
                 }
-                Items items;
-                items.node = std::string(req.payload.attr("node"));
-                co_return IqReply::result(items.to_element());
+                // An account has no nodes yet: an unknown node is item-not-found, as for the host and for the
+                // account's disco#info (an empty result would claim that the node exists).
+                if (!req.payload.attr("node").empty()) {
+                  co_return IqReply::error("item-not-found", "no such node");
+                }
+                co_return IqReply::result(Items{}.to_element());
               });
   }
 };
