@@ -10,13 +10,16 @@ using api::Element;
 using api::IqReply;
 
 std::string format_utc(std::chrono::system_clock::time_point t) {
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  // Rounded down (floor, not toward zero), so that an instant before 1970 gets the right second and a fraction in
+  // [0, 999]: 1969-12-31T23:59:59.999Z, not 1970-01-01T00:00:00.-01Z.
+  auto ms = std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch());
+  auto secs = std::chrono::floor<std::chrono::seconds>(ms);
+  std::time_t whole = static_cast<std::time_t>(secs.count());
   std::tm tm{};
-  gmtime_r(&secs, &tm);
+  gmtime_r(&whole, &tm);
   char buf[96];
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>((ms - secs).count()));
   return buf;
 }
 
