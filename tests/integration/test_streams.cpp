@@ -305,6 +305,24 @@ TEST_CASE("streams: not-well-formed for bytes that are not UTF-8", "[streams][st
   CHECK_FALSE(f.bystander_got_message());
 }
 
+TEST_CASE("streams: predefined entities and character references are fine, an undefined entity is not-well-formed",
+          "[streams][stream-error]") {
+  Fixture f;
+  RawClient bad;
+  bad.login(f.server.port(), "bob", "bob-pw", "bad");
+  // RFC 6120 §11.1 forbids entity declarations, not the five predefined entities or character references.
+  bad.send("<message to='alice@localhost/bystander' id='ents'><body>&amp;&lt;&gt;&quot;&apos;&#65;&#x42;</body>"
+           "</message>");
+  auto got = f.bystander.wait_for(is_stanza("message", "id", "ents"));
+  REQUIRE(got);
+  CHECK(got->child_text("body") == "&<>\"'AB");
+  // An entity nobody declared (and nobody may declare) is an error in the XML.
+  bad.send("<message to='alice@localhost/bystander'><body>&lol;</body></message>");
+  check_stream_error(bad, "not-well-formed");
+  f.check_bystander();
+  CHECK_FALSE(f.bystander_got_message());
+}
+
 TEST_CASE("streams: restricted-xml for a DOCTYPE before the stream header", "[streams][stream-error]") {
   Fixture f;
   RawClient bad;
@@ -330,8 +348,7 @@ TEST_CASE("streams: restricted-xml for a DOCTYPE before the stream header", "[st
   f.check_bystander();
 }
 
-TEST_CASE("streams: restricted-xml for a comment, a processing instruction, an entity reference",
-          "[streams][stream-error]") {
+TEST_CASE("streams: restricted-xml for a comment or a processing instruction", "[streams][stream-error]") {
   Fixture f;
   RawClient bad;
   bad.login(f.server.port(), "bob", "bob-pw", "bad");
@@ -566,11 +583,23 @@ TEST_CASE("streams: connection-timeout for connections that never authenticate",
   f.check_bystander();
 }
 
-TEST_CASE("streams: unsupported-encoding for an XML declaration naming ISO-8859-1", "[streams][stream-error]") {
+TEST_CASE("streams: unsupported-encoding for a stream that is not UTF-8", "[streams][stream-error]") {
   Fixture f;
   RawClient bad;
   bad.connect(f.server.port());
-  bad.send("<?xml version='1.0' encoding='ISO-8859-1'?><stream:stream to='localhost' version='1.0' " + kStreamNs + ">");
+  SECTION("ISO-8859-1 in the XML declaration") {
+    bad.send("<?xml version='1.0' encoding='ISO-8859-1'?><stream:stream to='localhost' version='1.0' " + kStreamNs +
+             ">");
+  }
+  SECTION("UTF-16 (with a byte order mark)") {
+    const std::string header = "<?xml version='1.0'?><stream:stream to='localhost' version='1.0' " + kStreamNs + ">";
+    std::string utf16 = "\xFF\xFE";
+    for (char ch : header) {
+      utf16 += ch;
+      utf16 += '\0';
+    }
+    bad.send(utf16);
+  }
   check_header_then_error(bad, "unsupported-encoding");
   f.check_bystander();
 }
@@ -744,6 +773,24 @@ TEST_CASE("streams: a TLS 1.2 client is served, a TLS 1.1 client is refused", "[
   RawClient after;
   after.login(server.port(), "alice", "alice-pw");
   CHECK(answers_ping(after, "p"));
+}
+
+TEST_CASE("streams: tls.min_version = 1.3 refuses TLS 1.2 clients", "[streams][tls]") {
+  TestServer server(with_users(ServerOptions().set("tls", "min_version", "\"1.3\"")));
+  server.start();
+  RawClient old_client;
+  old_client.connect(server.tls_port());
+  try {
+    old_client.start_tls_with([](SSL_CTX* ctx) { SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION); });
+    FAIL("the TLS 1.2 handshake succeeded");
+  } catch (const std::runtime_error& e) {
+    CHECK_THAT(e.what(), Catch::Contains("alert protocol version"));
+  }
+  RawClient c;
+  c.connect(server.port());
+  c.starttls_and_reopen();
+  CHECK(SSL_version(c.ssl()) == TLS1_3_VERSION);
+  REQUIRE(c.authenticate("SCRAM-SHA-256", "alice", "alice-pw").name() == "success");
 }
 
 TEST_CASE("streams: SIGHUP reloads the certificate without dropping sessions", "[streams][tls]") {
