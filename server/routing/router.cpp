@@ -180,22 +180,61 @@ void Router::deliver_host(Element stanza, const Jid& from, const Jid& to, const 
 }
 
 void Router::with_account(const Jid& account, std::function<void(bool exists)> then) {
-  if (!registry_.resources(account).empty()) {
-    then(true);
-    return;
+  // RFC 6120 §10.1: "If the server's processing of a particular request could have an effect on its processing of
+  // subsequent data it might receive over that input stream ..., it MUST suspend processing of subsequent data
+  // until it has processed the request." Lookups run on the blocking pool and may finish in any order, so the
+  // continuations wait in one queue per account and a single lookup at a time answers all that are queued: two
+  // messages to an offline account are bounced (later: stored) in the order they were sent.
+  const std::string key = account.bare_str();
+  {
+    std::lock_guard lock(lookups_mutex_);
+    if (auto it = lookups_.find(key); it != lookups_.end()) {
+      it->second.push_back(std::move(then));
+      return;
+    }
+    if (registry_.resources(account).empty()) {
+      lookups_[key].push_back(std::move(then));
+      asio::co_spawn(core_.executor(), run_account_lookups(account), asio::detached);
+      return;
+    }
   }
-  asio::co_spawn(
-      core_.executor(),
-      [this, account, then = std::move(then)]() -> asio::awaitable<void> {
-        bool exists = false;
-        try {
-          exists = co_await core_.user_exists(account.domain(), account.node());
-        } catch (const std::exception& e) {
-          core_.logger().error("account lookup for {} failed: {}", account.bare_str(), e.what());
-        }
+  // Bound resources prove the account exists, and nothing for it is queued: no need to wait.
+  then(true);
+}
+
+asio::awaitable<void> Router::run_account_lookups(Jid account) {
+  const std::string key = account.bare_str();
+  while (true) {
+    bool exists = false;
+    try {
+      exists = co_await core_.user_exists(account.domain(), account.node());
+    } catch (const std::exception& e) {
+      core_.logger().error("account lookup for {} failed: {}", key, e.what());
+    }
+    std::vector<std::function<void(bool exists)>> batch;
+    {
+      std::lock_guard lock(lookups_mutex_);
+      batch.swap(lookups_[key]);
+    }
+    // The entry stays while the batch runs, so that what arrives meanwhile queues behind it.
+    for (auto& then : batch) {
+      try {
         then(exists);
-      },
-      asio::detached);
+      } catch (const std::exception& e) {
+        // One failed delivery must not leave the account's queue stuck.
+        core_.logger().error("routing to {} failed: {}", key, e.what());
+      }
+    }
+    {
+      std::lock_guard lock(lookups_mutex_);
+      auto it = lookups_.find(key);
+      if (it->second.empty()) {
+        lookups_.erase(it);
+        co_return;
+      }
+    }
+    // More arrived while this batch ran: look again (the account may have been created or deleted since).
+  }
 }
 
 void Router::deliver_message_to_account(Element stanza, const Jid& to, const std::vector<ResourceEntry>& resources) {
@@ -246,29 +285,28 @@ void Router::deliver_bare(Element stanza, const Jid& from, const Jid& to, const 
     }
     return;
   }
-  auto resources = registry_.resources(to);
-  if (!resources.empty()) {
-    if (kind == StanzaKind::Message) {
-      deliver_message_to_account(std::move(stanza), to, resources);
-    } else if (kind == StanzaKind::Presence) {
-      for (const auto& r : resources) {
-        if (r.info.available) {
-          r.sink->deliver(stanza);
-        }
+  if (kind == StanzaKind::Presence) {
+    // Presence to an account with no available resource: nothing to do here.
+    for (const auto& r : registry_.resources(to)) {
+      if (r.info.available) {
+        r.sink->deliver(stanza);
       }
     }
     return;
   }
   if (kind != StanzaKind::Message) {
-    return; // presence to an account with no available resource: nothing to do here
+    return;
   }
+  // Through with_account even when resources are bound, so that a message never overtakes an earlier one to the
+  // same account that still waits for its lookup (RFC 6120 §10.1).
   with_account(to, [this, stanza = std::move(stanza), to](bool exists) mutable {
     if (!exists) {
       // RFC 6121 §8.5.1: no such user — message → service-unavailable.
       bounce(stanza, "service-unavailable");
       return;
     }
-    deliver_message_to_account(std::move(stanza), to, {});
+    // The resources as they are now: the account may have come online while its lookup ran.
+    deliver_message_to_account(std::move(stanza), to, registry_.resources(to));
   });
 }
 

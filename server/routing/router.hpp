@@ -23,16 +23,19 @@
 //           |                          |   iq get/set → service-unavailable
 //   any     | no such local account    | iq get/set and message → service-unavailable; presence → dropped (§8.5.1)
 //
-// An error stanza is never answered with another error (RFC 6120 §8.3.1).
+// An error stanza is never answered with another error (RFC 6120 §8.3.1). Messages to one account are handled in
+// the order they arrive, also while its existence is being looked up in storage (RFC 6120 §10.1).
 #pragma once
 
 #include "server/modules/host_state.hpp"
 #include "server/routing/registry.hpp"
 
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace cg::routing {
 
@@ -72,12 +75,20 @@ private:
   void dispatch_iq(Element stanza, Jid from, Jid to, api::Origin origin, api::IqScope scope, modules::HostState& host);
   boost::asio::awaitable<void> run_iq(Element stanza, Jid from, Jid to, api::Origin origin, api::IqScope scope,
                                       modules::HostState* host);
+  // Runs `then` once it is known whether `account` exists: at once when it has bound resources and nothing is
+  // queued for it, otherwise after a lookup in storage. Continuations for one account run in the order they were
+  // queued (RFC 6120 §10.1 in-order processing), however many lookups are in flight.
   void with_account(const Jid& account, std::function<void(bool exists)> then);
+  boost::asio::awaitable<void> run_account_lookups(Jid account);
 
   SessionRegistry& registry_;
   modules::CoreServices& core_;
   std::unordered_map<std::string, modules::HostState*> hosts_;
   RemoteRoute remote_;
+  // Per bare JID: the continuations waiting for its account lookup, in arrival order. An entry exists while a
+  // lookup for that account is in flight or its continuations are running.
+  std::mutex lookups_mutex_;
+  std::unordered_map<std::string, std::vector<std::function<void(bool exists)>>> lookups_;
 };
 
 } // namespace cg::routing
