@@ -660,3 +660,39 @@ TEST_CASE("a groupchat message to a user's bare or full JID gets service-unavail
   CHECK_FALSE(has_id(bob->skipped, "g1"));
   CHECK_FALSE(has_id(bob->skipped, "g2"));
 }
+
+TEST_CASE("messages to an account are handled in the order they were sent, also while it is looked up "
+          "(RFC 6120 §10.1)",
+          "[routing]") {
+  TestServer server(users_alice_bob());
+  server.start();
+  RawClient alice;
+  alice.login(server.port(), "alice", "alice-pw", "phone");
+  constexpr int kCount = 100;
+  auto send_batch = [&](const std::string& to, const std::string& prefix) {
+    std::string batch;
+    for (int i = 0; i < kCount; ++i) {
+      batch += "<message to='" + to + "' type='chat' id='" + prefix + std::to_string(i) + "'><body>x</body></message>";
+    }
+    alice.send(batch);
+  };
+  auto check_order = [&](const std::string& prefix) {
+    std::string order;
+    int in_place = 0;
+    for (int i = 0; i < kCount; ++i) {
+      auto e = alice.wait_for([&](const Element& el) { return el.attr("id").rfind(prefix, 0) == 0; });
+      REQUIRE(e);
+      CHECK(error_condition(*e) == "service-unavailable");
+      order += std::string(e->attr("id")) + " ";
+      in_place += e->attr("id") == prefix + std::to_string(i) ? 1 : 0;
+    }
+    INFO(order);
+    CHECK(in_place == kCount);
+  };
+  // bob exists but is offline: each message needs a storage lookup before it is bounced.
+  send_batch("bob@localhost", "off");
+  check_order("off");
+  // The same for an account that does not exist.
+  send_batch("nobody@localhost", "none");
+  check_order("none");
+}
