@@ -364,6 +364,10 @@ void C2SSession::restart_stream(std::uint64_t carry_from) {
   preauth_raw_.clear();
   parser_->reset();
   phase_ = Phase::AwaitHeader;
+  // The restarted stream is a new stream: until we answer its header, a stream error must be preceded by a new
+  // response header (RFC 6120 §4.9.1.2: "If the error is triggered by the initiating entity's stream header, the
+  // receiving entity MUST still send the opening <stream> tag").
+  header_sent_ = false;
   if (!authenticated_) {
     preauth_raw_ = carry;
   }

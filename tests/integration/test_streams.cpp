@@ -434,6 +434,27 @@ TEST_CASE("streams: unsupported-version", "[streams][stream-error]") {
   f.check_bystander();
 }
 
+TEST_CASE("streams: an error in a restarted stream's header also gets a new header first", "[streams][stream-error]") {
+  Fixture f;
+  RawClient bad;
+  bad.connect(f.server.port());
+  SECTION("after STARTTLS") {
+    bad.open_stream();
+    REQUIRE(bad.next_element());
+    bad.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    REQUIRE(bad.next_element());
+    bad.start_tls();
+  }
+  SECTION("after SASL") {
+    bad.starttls_and_reopen();
+    REQUIRE(bad.authenticate("SCRAM-SHA-256", "bob", "bob-pw").name() == "success");
+  }
+  // The restarted stream is a new stream (RFC 6120 §4.3.3): RFC 6120 §4.9.1.2 applies to its header as well.
+  bad.open_stream("localhost", "version='0.9'");
+  check_header_then_error(bad, "unsupported-version");
+  f.check_bystander();
+}
+
 TEST_CASE("streams: a higher minor version is answered with version 1.0", "[streams]") {
   TestServer server(with_users({}));
   server.start();
