@@ -160,8 +160,12 @@ TEST_CASE("XEP-0030: every feature the account advertises is answered by the acc
   CHECK(error_condition(*other) == "service-unavailable");
 }
 
-TEST_CASE("XEP-0030: with modules.enabled = [disco, ping] the version and time features are gone", "[modules][disco]") {
-  TestServer server(users_alice_bob(ServerOptions().set("modules", "enabled", "[\"disco\", \"ping\"]")));
+TEST_CASE("XEP-0030: with modules.enabled = [disco, ping] the version and time features are gone; the name is "
+          "configurable",
+          "[modules][disco]") {
+  TestServer server(users_alice_bob(ServerOptions()
+                                        .set("modules", "enabled", "[\"disco\", \"ping\"]")
+                                        .set("modules.disco", "name", "\"Family chat\"")));
   server.start();
   StropheClient alice("alice@localhost/phone", "alice-pw");
   REQUIRE(alice.connect(server.port(), server.cert_path()));
@@ -169,6 +173,10 @@ TEST_CASE("XEP-0030: with modules.enabled = [disco, ping] the version and time f
   auto r = disco_info(alice, "localhost", "i1");
   REQUIRE(r);
   REQUIRE(r->attr("type") == "result");
+  // modules.disco.name names the server's identity.
+  const Element* identity = r->child("query", kDiscoInfo)->child("identity");
+  REQUIRE(identity);
+  CHECK(identity->attr("name") == "Family chat");
   auto features = features_of(*r->child("query", kDiscoInfo));
   CHECK(contains(features, kDiscoInfo));
   CHECK(contains(features, "urn:xmpp:ping"));
