@@ -192,9 +192,14 @@ void C2SSession::on_open(const xml::StreamEvent& ev) {
     return;
   }
   stream_host_ = *to;
-  // RFC 6120 §4.7.5: a header without version="1.0" (or with a major version other than 1) is refused.
+  // RFC 6120 §4.7.5: a header without version="1.0" (or with a major version other than 1) is refused. The major
+  // and minor numbers are integers: "Leading zeros (e.g., '01.0') MUST be ignored by recipients".
   auto version = h.attr("version");
-  if (version.empty() || version.substr(0, version.find('.')) != "1") {
+  auto major = version.substr(0, version.find('.'));
+  while (major.size() > 1 && major.front() == '0') {
+    major.remove_prefix(1);
+  }
+  if (major != "1") {
     stream_error("unsupported-version", "only XMPP 1.0 streams are supported");
     return;
   }

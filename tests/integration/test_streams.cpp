@@ -427,6 +427,9 @@ TEST_CASE("streams: unsupported-version", "[streams][stream-error]") {
   SECTION("no version (pre-RFC 3920 stream)") {
     bad.open_stream("localhost", "");
   }
+  SECTION("version 10.0") {
+    bad.open_stream("localhost", "version='10.0'");
+  }
   SECTION("version 2.0") {
     bad.open_stream("localhost", "version='2.0'");
   }
@@ -455,13 +458,22 @@ TEST_CASE("streams: an error in a restarted stream's header also gets a new head
   f.check_bystander();
 }
 
-TEST_CASE("streams: a higher minor version is answered with version 1.0", "[streams]") {
+TEST_CASE("streams: a higher minor version, or leading zeros, are answered with version 1.0", "[streams]") {
   TestServer server(with_users({}));
   server.start();
   RawClient c;
   c.connect(server.port());
-  // RFC 6120 §4.7.5: the receiving entity answers with the highest version it supports.
-  c.open_stream("localhost", "version='1.5'");
+  // RFC 6120 §4.7.5: the receiving entity answers with the highest version it supports, and numbers are integers
+  // whose leading zeros are ignored.
+  SECTION("1.5") {
+    c.open_stream("localhost", "version='1.5'");
+  }
+  SECTION("01.0") {
+    c.open_stream("localhost", "version='01.0'");
+  }
+  SECTION("1.10") {
+    c.open_stream("localhost", "version='1.10'");
+  }
   auto header = c.next();
   REQUIRE(header);
   check_header(*header);
