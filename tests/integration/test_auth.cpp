@@ -697,3 +697,66 @@ TEST_CASE("auth: auth.scram_iterations applies to new passwords", "[auth]") {
   secured(c, server.port());
   CHECK(c.authenticate("SCRAM-SHA-256", "erin", "erin-pw").is("success", ns::sasl));
 }
+
+TEST_CASE("auth: the username is prepared like a localpart, the password with SASLprep", "[auth]") {
+  ServerOptions opts;
+  opts.users.emplace("alice", "alice-pw");
+  // "pässword" with U+00E4 precomposed, and a no-break space (SASLprep maps it to a space).
+  opts.users.emplace("carol", "p\xC3\xA4ss word");
+  TestServer server(opts);
+  server.start();
+  SECTION("an upper-case username (nodeprep case-folds it)") {
+    RawClient c;
+    secured(c, server.port());
+    c.send(plain_auth("", "ALICE", "alice-pw"));
+    CHECK(outcome(c).is("success", ns::sasl));
+    bind_and_ping(c, "alice@localhost");
+  }
+  SECTION("a password in another Unicode normal form (decomposed ä, no-break space)") {
+    RawClient c;
+    secured(c, server.port());
+    c.send(plain_auth("", "carol", "pa\xCC\x88ss\xC2\xA0word"));
+    CHECK(outcome(c).is("success", ns::sasl));
+    bind_and_ping(c, "carol@localhost");
+  }
+  SECTION("SCRAM with an upper-case username") {
+    RawClient c;
+    secured(c, server.port());
+    CHECK(c.authenticate("SCRAM-SHA-256", "Alice", "alice-pw").is("success", ns::sasl));
+    bind_and_ping(c, "alice@localhost");
+  }
+}
+
+TEST_CASE("auth: no tls-exporter on TLS 1.2 without the extended master secret (RFC 9266 §3)", "[auth]") {
+  TestServer server(with_users({}));
+  server.start();
+  RawClient c;
+  c.connect(server.port());
+  c.open_stream();
+  REQUIRE(c.next_element());
+  c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+  REQUIRE(c.next_element());
+  c.start_tls_with([](SSL_CTX* ctx) {
+    SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_EXTENDED_MASTER_SECRET);
+  });
+  REQUIRE(SSL_version(c.ssl()) == TLS1_2_VERSION);
+  REQUIRE(SSL_get_extms_support(c.ssl()) == 0);
+  c.open_stream();
+  auto features = c.next_element();
+  REQUIRE(features);
+  std::vector<std::string> cbs;
+  if (const auto* cb = features->child("sasl-channel-binding", ns::sasl_cb)) {
+    for (const auto* b : cb->children("channel-binding", ns::sasl_cb)) {
+      cbs.emplace_back(b->attr("type"));
+    }
+  }
+  // RFC 9266 §3: on TLS 1.2, tls-exporter is only a channel binding with the extended master secret (RFC 7627);
+  // without it a man in the middle can give both of its connections the same exporter value (triple handshake).
+  CHECK_FALSE(contains(cbs, "tls-exporter"));
+  CHECK(contains(cbs, "tls-server-end-point"));
+  auto refused =
+      c.authenticate_scram("SCRAM-SHA-256-PLUS", "alice", "alice-pw", "p=tls-exporter,,", client_tls_exporter(c.ssl()));
+  CHECK(sasl_condition(refused) == "not-authorized");
+  CHECK(c.authenticate("SCRAM-SHA-256-PLUS", "alice", "alice-pw", "tls-server-end-point").is("success", ns::sasl));
+}
