@@ -879,6 +879,8 @@ void C2SSession::on_watchdog() {
       if (silence >= idle_after && !idle_fired_) {
         idle_fired_ = true;
         host->fire_session_event({api::SessionEventKind::Idle, jid_, {}});
+        // Look again one idle period later: if the client answered, its silence restarts from then.
+        next = std::min<Clock::duration>(next, idle_after);
       } else if (silence < idle_after) {
         next = std::min<Clock::duration>(next, idle_after - silence);
       } else {
