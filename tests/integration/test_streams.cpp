@@ -575,7 +575,7 @@ TEST_CASE("streams: unsupported-stanza-type for an unknown top-level element aft
   f.check_bystander();
 }
 
-TEST_CASE("streams: connection-timeout for connections that never authenticate", "[streams][stream-error]") {
+TEST_CASE("streams: connection-timeout for connections that never authenticate", "[streams][stream-error][slow]") {
   Fixture f(ServerOptions().set("c2s", "auth_timeout", "5"));
   const auto start = Clock::now();
   // All at once, so that the case waits for c2s.auth_timeout only once.
