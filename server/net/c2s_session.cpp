@@ -435,12 +435,13 @@ asio::awaitable<void> C2SSession::on_auth(const Element& el, std::uint64_t end_o
     co_return;
   }
   std::string text = el.text();
-  if (text.empty()) {
-    // RFC 6120 §6.4.2: no initial response — send an empty challenge.
-    send(Element("challenge", std::string(ns::sasl)));
+  if (text == "=") {
+    // RFC 6120 §6.4.2: "=" is a zero-length initial response, which neither PLAIN nor SCRAM accepts. (An <auth/>
+    // with no text at all has no initial response: the mechanism answers that with an empty challenge.)
+    co_await sasl_fail("malformed-request", "an empty initial response is not valid for " + name);
     co_return;
   }
-  auto decoded = text == "=" ? std::optional<std::string>("") : sasl::base64_decode(text);
+  auto decoded = sasl::base64_decode(text);
   if (!decoded) {
     mechanism_.reset();
     // RFC 6120 §6.5.2 incorrect-encoding.

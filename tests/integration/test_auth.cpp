@@ -549,6 +549,18 @@ TEST_CASE("auth: data that is not base64 gives <incorrect-encoding/>", "[auth]")
   CHECK(c.authenticate("SCRAM-SHA-256", "alice", "alice-pw").is("success", ns::sasl));
 }
 
+TEST_CASE("auth: a zero-length initial response ('=') is refused with <malformed-request/>", "[auth]") {
+  TestServer server(with_users({}));
+  server.start();
+  RawClient c;
+  secured(c, server.port());
+  // RFC 6120 §6.4.2: "=" transmits a zero-length initial response, which PLAIN cannot use (unlike an <auth/> with
+  // no text, which asks for an empty challenge: see the test below).
+  c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>=</auth>");
+  CHECK(sasl_condition(outcome(c)) == "malformed-request");
+  CHECK(c.authenticate("SCRAM-SHA-256", "alice", "alice-pw").is("success", ns::sasl));
+}
+
 TEST_CASE("auth: <auth/> before STARTTLS when TLS is required gives <encryption-required/>", "[auth]") {
   TestServer server(with_users({}));
   server.start();
