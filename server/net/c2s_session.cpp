@@ -441,9 +441,11 @@ asio::awaitable<void> C2SSession::on_auth(const Element& el, std::uint64_t end_o
     co_await sasl_fail("malformed-request", "an empty initial response is not valid for " + name);
     co_return;
   }
-  auto decoded = sasl::base64_decode(text);
+  co_await sasl_feed(sasl::base64_decode(text), end_offset);
+}
+
+asio::awaitable<void> C2SSession::sasl_feed(std::optional<std::string> decoded, std::uint64_t end_offset) {
   if (!decoded) {
-    mechanism_.reset();
     // RFC 6120 §6.5.2 incorrect-encoding.
     co_await sasl_fail("incorrect-encoding", "");
     co_return;
@@ -458,14 +460,10 @@ asio::awaitable<void> C2SSession::on_sasl_response(const Element& el, std::uint6
     co_return;
   }
   std::string text = el.text();
-  auto decoded = text.empty() || text == "=" ? std::optional<std::string>("") : sasl::base64_decode(text);
-  if (!decoded) {
-    mechanism_.reset();
-    co_await sasl_fail("incorrect-encoding", "");
-    co_return;
-  }
-  sasl::Step step = mechanism_->step(*decoded);
-  co_await sasl_continue(std::move(step), end_offset);
+  // An empty <response/> (or "=") is a zero-length response.
+  std::optional<std::string> decoded =
+      text.empty() || text == "=" ? std::optional<std::string>("") : sasl::base64_decode(text);
+  co_await sasl_feed(std::move(decoded), end_offset);
 }
 
 asio::awaitable<void> C2SSession::sasl_continue(sasl::Step step, std::uint64_t end_offset) {

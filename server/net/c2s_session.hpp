@@ -49,6 +49,7 @@ private:
   asio::awaitable<void> on_starttls();
   asio::awaitable<void> on_auth(const xml::Element& el, std::uint64_t end_offset);
   asio::awaitable<void> on_sasl_response(const xml::Element& el, std::uint64_t end_offset);
+  asio::awaitable<void> sasl_feed(std::optional<std::string> decoded, std::uint64_t end_offset);
   asio::awaitable<void> sasl_continue(sasl::Step step, std::uint64_t end_offset);
   asio::awaitable<void> sasl_fail(std::string condition, std::string text);
   void on_iq_before_bind(const xml::Element& iq);

@@ -41,6 +41,12 @@ asio::awaitable<boost::system::error_code> Transport::wait(tcp::socket::wait_typ
   co_return ec;
 }
 
+asio::awaitable<boost::system::error_code> Transport::wait_ssl(int ssl_error) {
+  // (The wait type is named before the co_await: g++ 12 mishandles ?: inside a co_await expression.)
+  const auto what = ssl_error == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write;
+  co_return co_await wait(what);
+}
+
 asio::awaitable<boost::system::error_code> Transport::read(std::string_view& out) {
   while (true) {
     if (!socket_.is_open()) {
@@ -57,9 +63,7 @@ asio::awaitable<boost::system::error_code> Transport::read(std::string_view& out
       }
       int err = SSL_get_error(ssl_, n);
       if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-        // (The wait type is computed outside the co_await expression: GCC 12 mishandles ?: inside co_await.)
-        const auto what = err == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write;
-        if (auto ec = co_await wait(what)) {
+        if (auto ec = co_await wait_ssl(err)) {
           co_return ec;
         }
         continue;
@@ -105,9 +109,7 @@ asio::awaitable<boost::system::error_code> Transport::write(std::string_view dat
       }
       int err = SSL_get_error(ssl_, n);
       if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-        // (The wait type is computed outside the co_await expression: GCC 12 mishandles ?: inside co_await.)
-        const auto what = err == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write;
-        if (auto ec = co_await wait(what)) {
+        if (auto ec = co_await wait_ssl(err)) {
           co_return ec;
         }
         continue;
@@ -157,9 +159,7 @@ asio::awaitable<boost::system::error_code> Transport::tls_accept(SSL_CTX* ctx) {
     }
     int err = SSL_get_error(ssl_, r);
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-      // (The wait type is computed outside the co_await expression: GCC 12 mishandles ?: inside co_await.)
-      const auto what = err == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write;
-      if (auto ec = co_await wait(what)) {
+      if (auto ec = co_await wait_ssl(err)) {
         co_return ec;
       }
       continue;

@@ -59,6 +59,8 @@ public:
 
 private:
   asio::awaitable<boost::system::error_code> wait(tcp::socket::wait_type type);
+  // Waits for what OpenSSL asked for (SSL_ERROR_WANT_READ or SSL_ERROR_WANT_WRITE).
+  asio::awaitable<boost::system::error_code> wait_ssl(int ssl_error);
   tcp::socket socket_;
   SSL* ssl_ = nullptr;
   bool handshake_done_ = false;
