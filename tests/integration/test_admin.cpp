@@ -208,7 +208,7 @@ TEST_CASE("chatgroupctl refuses a duplicate account, an unserved domain and a mi
 // ---------------------------------------------------------------------------------------------------------------
 // Config errors
 
-TEST_CASE("a bad config stops chatgroupd with status 2 and FILE:LINE:COLUMN: key messages; check-config agrees",
+TEST_CASE("a bad config stops chatgroupd with status 2 and FILE:LINE:COLUMN: key messages, and check-config agrees",
           "[admin][config]") {
   TempDir dir;
   const std::string bad = (dir.path / "bad.toml").string();

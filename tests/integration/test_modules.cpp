@@ -160,7 +160,7 @@ TEST_CASE("XEP-0030: every feature the account advertises is answered by the acc
   CHECK(error_condition(*other) == "service-unavailable");
 }
 
-TEST_CASE("XEP-0030: with modules.enabled = [disco, ping] the version and time features are gone; the name is "
+TEST_CASE("XEP-0030: with modules.enabled = [disco, ping] the version and time features are gone, and the name is "
           "configurable",
           "[modules][disco]") {
   TestServer server(users_alice_bob(ServerOptions()
@@ -237,7 +237,7 @@ TEST_CASE("XEP-0199: an idle client that answers the server's pings stays connec
   CHECK(sync_ping(alice));
 }
 
-TEST_CASE("XEP-0199: an idle client that does not answer is closed with connection-timeout; nobody else can "
+TEST_CASE("XEP-0199: an idle client that does not answer is closed with connection-timeout, and nobody else can "
           "answer for it",
           "[modules][ping]") {
   TestServer server(

@@ -237,7 +237,7 @@ TEST_CASE("a message to the bare JID reaches every available resource with prior
   CHECK_FALSE(has_id(negative->skipped, "m2"));
 }
 
-TEST_CASE("'from' is stamped with the sender's full JID; a spoofed 'from' is overwritten (RFC 6120 §8.1.2.1)",
+TEST_CASE("'from' is stamped with the sender's full JID and a spoofed 'from' is overwritten (RFC 6120 §8.1.2.1)",
           "[routing]") {
   TestServer server(users_alice_bob());
   server.start();
