@@ -83,6 +83,14 @@ enum class Route {
   Self, // a client stanza with no 'to' (presence broadcast, or message to self)
 };
 
+// Keeps a client's stanza "in progress" for stream management (XEP-0198): the server acknowledges a stanza to the
+// client (<a h=''/>) only once every copy of its token is gone. A handler that finishes with a stanza later than
+// it returns — a durable write for an offline user — keeps a copy until then. Null for stanzas that no client
+// waits on.
+using AcceptToken = std::shared_ptr<void>;
+
+// Route::Bare and Route::Full events fire only for accounts that exist; stanzas to accounts that do not exist get
+// the core's answers (RFC 6121 §8.5.1) and are never shown to modules.
 struct StanzaEvent {
   Element& stanza; // handlers may modify it (e.g. add a stanza-id) before delivery
   const Jid& from;
@@ -90,13 +98,16 @@ struct StanzaEvent {
   const Origin& origin;
   StanzaKind kind;
   Route route;
+  AcceptToken accept = nullptr;
 };
 using StanzaHandler = std::function<Flow(StanzaEvent&)>;
 
 enum class IqType { Get, Set };
 // Which addresses an IQ handler serves: the host's domain, or user accounts (an IQ to a user's bare JID, or an IQ
-// from a client with no 'to', which RFC 6120 §10.3.3 says the server handles on behalf of the account).
-enum class IqScope { Host, Account };
+// from a client with no 'to', which RFC 6120 §10.3.3 says the server handles on behalf of the account), or a
+// client connection that has not authenticated yet (e.g. XEP-0077 in-band registration; 'from' is empty and
+// IqRequest::peer tells the remote address).
+enum class IqScope { Host, Account, Unauthenticated };
 
 struct IqRequest {
   const Element& stanza;
@@ -105,6 +116,7 @@ struct IqRequest {
   const Jid& to; // for IqScope::Account: the account's bare JID ('to' absent → the sender's bare JID)
   IqType type;
   const Origin& origin;
+  std::string peer = {}; // IqScope::Unauthenticated: the connection's remote address (for rate limits)
 };
 
 class IqReply {
@@ -141,6 +153,10 @@ struct SessionInfo {
   bool secure = false;    // TLS
   std::chrono::steady_clock::time_point last_activity;
 };
+
+// Where a stream feature is advertised: in the features after TLS and before authentication (with the SASL
+// mechanisms), or in those after authentication (with resource binding).
+enum class StreamStage { BeforeAuth, AfterAuth };
 
 enum class SessionEventKind { Bound, Closed, Idle };
 struct SessionEvent {
@@ -183,6 +199,8 @@ public:
   virtual std::vector<std::string> features() const = 0; // of the host, sorted, unique
   virtual std::vector<Identity> identities() const = 0;
   virtual std::vector<std::string> account_features() const = 0;
+  // A stream feature the host's client streams advertise (e.g. <ver xmlns='urn:xmpp:features:rosterver'/>).
+  virtual void add_stream_feature(StreamStage stage, Element feature) = 0;
 
   // --- handlers ----------------------------------------------------------------------------------------------------
   // Higher priority runs first; the first handler returning Flow::Stop ends the event. When no handler stops a

@@ -111,6 +111,20 @@ std::vector<api::Identity> HostState::identities() const {
   return out;
 }
 
+void HostState::add_stream_feature(api::StreamStage stage, Element feature, const void* owner) {
+  stream_features_.emplace_back(stage, std::move(feature), owner);
+}
+
+std::vector<Element> HostState::stream_features(api::StreamStage stage) const {
+  std::vector<Element> out;
+  for (const auto& [s, feature, owner] : stream_features_) {
+    if (s == stage) {
+      out.push_back(feature);
+    }
+  }
+  return out;
+}
+
 void HostState::add_session_handler(api::SessionEventKind kind, api::SessionHandler fn, const void* owner) {
   session_handlers_[static_cast<int>(kind)].push_back(Entry<api::SessionHandler>{0, seq_++, owner, std::move(fn)});
 }
@@ -192,6 +206,7 @@ void HostState::remove_owner(const void* owner) {
   std::erase_if(features_, [&](const auto& f) { return f.second == owner; });
   std::erase_if(account_features_, [&](const auto& f) { return f.second == owner; });
   std::erase_if(identities_, [&](const auto& f) { return f.second == owner; });
+  std::erase_if(stream_features_, [&](const auto& f) { return std::get<2>(f) == owner; });
   for (auto& [key, list] : session_handlers_) {
     std::erase_if(list, [&](const auto& e) { return e.owner == owner; });
   }

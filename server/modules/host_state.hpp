@@ -61,6 +61,8 @@ public:
   std::vector<std::string> features() const;
   std::vector<std::string> account_features() const;
   std::vector<api::Identity> identities() const;
+  void add_stream_feature(api::StreamStage stage, Element feature, const void* owner);
+  std::vector<Element> stream_features(api::StreamStage stage) const;
 
   // Session events.
   void add_session_handler(api::SessionEventKind kind, api::SessionHandler fn, const void* owner);
@@ -104,6 +106,7 @@ private:
   std::vector<std::pair<std::string, const void*>> features_;
   std::vector<std::pair<std::string, const void*>> account_features_;
   std::vector<std::pair<api::Identity, const void*>> identities_;
+  std::vector<std::tuple<api::StreamStage, Element, const void*>> stream_features_;
   std::map<int, std::vector<Entry<api::SessionHandler>>> session_handlers_;
   std::unordered_map<std::type_index, std::vector<Entry<std::shared_ptr<void>>>> event_handlers_;
   std::atomic<long> idle_after_{0};
@@ -131,6 +134,9 @@ public:
   std::vector<std::string> features() const override { return host_.features(); }
   std::vector<api::Identity> identities() const override { return host_.identities(); }
   std::vector<std::string> account_features() const override { return host_.account_features(); }
+  void add_stream_feature(api::StreamStage stage, Element feature) override {
+    host_.add_stream_feature(stage, std::move(feature), this);
+  }
 
   void on_stanza(api::StanzaKind kind, api::Route route, api::StanzaHandler handler, int priority) override {
     host_.add_stanza_handler(kind, route, std::move(handler), priority, this);

@@ -276,11 +276,21 @@ void C2SSession::send_features() {
           cb.add_child("channel-binding").set_attr("type", "tls-unique");
         }
       }
+      if (auto* host = server_.host(stream_host_)) {
+        for (auto& f : host->stream_features(api::StreamStage::BeforeAuth)) {
+          features.add(std::move(f));
+        }
+      }
     }
   } else if (!bound_) {
     features.add_child("bind", std::string(ns::bind));
     // RFC 3921 session establishment, kept for old clients: optional and a no-op (RFC 6121 Appendix E).
     features.add_child("session", std::string(ns::session)).add_child("optional");
+    if (auto* host = server_.host(stream_host_)) {
+      for (auto& f : host->stream_features(api::StreamStage::AfterAuth)) {
+        features.add(std::move(f));
+      }
+    }
   }
   std::string s = "<stream:features>";
   for (const auto* child : features.children()) {
@@ -306,6 +316,9 @@ asio::awaitable<void> C2SSession::on_element(Element& el, std::uint64_t end_offs
       } else {
         stream_error("unsupported-stanza-type", "unknown SASL element");
       }
+    } else if (el.is("iq", ns::client) && (transport_->secure() || !server_.c2s().require_encryption) &&
+               unauthenticated_iq_handler(el) != nullptr) {
+      co_await on_unauthenticated_iq(el);
     } else {
       // RFC 6120 §4.9.3.12 not-authorized: stanzas or other data before the stream is authenticated.
       stream_error("not-authorized", server_.c2s().require_encryption && !transport_->secure()
@@ -558,6 +571,47 @@ asio::awaitable<void> C2SSession::sasl_fail(std::string condition, std::string t
   if (auth_failures_ >= server_.c2s().max_auth_attempts) {
     stream_error("not-authorized", "too many failed authentication attempts");
   }
+}
+
+const api::IqHandler* C2SSession::unauthenticated_iq_handler(const Element& iq) const {
+  const Element* payload = iq.first_child();
+  auto* host = server_.host(stream_host_);
+  auto type = iq.attr("type");
+  if (payload == nullptr || host == nullptr || (type != "get" && type != "set")) {
+    return nullptr;
+  }
+  return host->find_iq_handler(api::IqScope::Unauthenticated, type == "get" ? api::IqType::Get : api::IqType::Set,
+                               payload->ns(), payload->name());
+}
+
+asio::awaitable<void> C2SSession::on_unauthenticated_iq(const Element& iq) {
+  // An IQ a module serves before authentication (XEP-0077 registration). It is answered on this stream directly:
+  // the connection has no address to route to yet.
+  const api::IqHandler* handler = unauthenticated_iq_handler(iq);
+  if (!iq.has_attr("id") || iq.element_count() != 1) {
+    send(api::make_error_reply(iq, "bad-request", "an IQ get or set needs an id and exactly one payload"));
+    co_return;
+  }
+  const api::Jid none;
+  const api::Jid host_jid = api::Jid::from_parts("", stream_host_, "").value_or(api::Jid());
+  const api::Origin origin{api::OriginKind::Client, none};
+  api::IqRequest req{iq, *iq.first_child(), none, host_jid,
+                     iq.attr("type") == "get" ? api::IqType::Get : api::IqType::Set, origin, peer_address_};
+  std::optional<api::IqReply> reply;
+  try {
+    reply = co_await (*handler)(req);
+  } catch (const std::exception& e) {
+    server_.logger().error("c2s {}: unauthenticated IQ handler failed: {}", transport_->peer(), e.what());
+  }
+  if (closing_) {
+    co_return;
+  }
+  Element out = !reply                ? api::make_error_reply(iq, "internal-server-error")
+                : reply->is_error()   ? api::make_error_reply(iq, reply->error_value())
+                                      : api::make_iq_result(iq, std::move(reply->payload()));
+  out.remove_attr("from");
+  out.remove_attr("to");
+  send(out);
 }
 
 void C2SSession::on_iq_before_bind(const Element& iq) {

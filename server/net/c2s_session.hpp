@@ -4,6 +4,7 @@
 #pragma once
 
 #include "server/api/jid.hpp"
+#include "server/api/module.hpp"
 #include "server/routing/registry.hpp"
 #include "server/sasl/sasl.hpp"
 #include "server/xml/stream_parser.hpp"
@@ -53,6 +54,8 @@ private:
   asio::awaitable<void> sasl_continue(sasl::Step step, std::uint64_t end_offset);
   asio::awaitable<void> sasl_fail(std::string condition, std::string text);
   void on_iq_before_bind(const xml::Element& iq);
+  const api::IqHandler* unauthenticated_iq_handler(const xml::Element& iq) const;
+  asio::awaitable<void> on_unauthenticated_iq(const xml::Element& iq);
   void bind_resource(const xml::Element& iq, const xml::Element& bind);
   void on_stanza(xml::Element stanza);
   bool check_stanza(xml::Element& stanza, std::optional<api::Jid>& to);

@@ -65,7 +65,7 @@ void Router::bounce(const Element& stanza, std::string condition, std::string te
   route_local(api::make_error_reply(stanza, std::move(condition), std::move(text)));
 }
 
-void Router::from_client(Element stanza, const Jid& from, std::optional<Jid> to) {
+void Router::from_client(Element stanza, const Jid& from, std::optional<Jid> to, api::AcceptToken accept) {
   modules::HostState* h = host(from.domain());
   if (h == nullptr) {
     return;
@@ -74,13 +74,13 @@ void Router::from_client(Element stanza, const Jid& from, std::optional<Jid> to)
   const StanzaKind kind = api::kind_of(stanza);
   const Jid no_to;
   {
-    api::StanzaEvent ev{stanza, from, to ? *to : no_to, origin, kind, Route::Pre};
+    api::StanzaEvent ev{stanza, from, to ? *to : no_to, origin, kind, Route::Pre, accept};
     if (h->run_stanza_handlers(ev) == Flow::Stop) {
       return;
     }
   }
   if (to) {
-    route(std::move(stanza), from, *to, origin);
+    route(std::move(stanza), from, *to, origin, std::move(accept));
     return;
   }
   switch (kind) {
@@ -91,13 +91,13 @@ void Router::from_client(Element stanza, const Jid& from, std::optional<Jid> to)
     } else if (type == "unavailable") {
       registry_.set_presence(from, false, 0);
     }
-    api::StanzaEvent ev{stanza, from, no_to, origin, kind, Route::Self};
+    api::StanzaEvent ev{stanza, from, no_to, origin, kind, Route::Self, accept};
     h->run_stanza_handlers(ev);
     return;
   }
   case StanzaKind::Message:
     // RFC 6121 §8.1.1.1: a message without 'to' is treated as addressed to the sender's bare JID.
-    route(std::move(stanza), from, from.bare(), origin);
+    route(std::move(stanza), from, from.bare(), origin, std::move(accept));
     return;
   case StanzaKind::Iq: {
     auto type = stanza.attr("type");
@@ -127,10 +127,11 @@ void Router::route_local(Element stanza) {
   }
   Jid sender = from ? *from : Jid();
   api::Origin origin{api::OriginKind::Local, sender};
-  route(std::move(stanza), sender, *to, origin);
+  route(std::move(stanza), sender, *to, origin, nullptr);
 }
 
-void Router::route(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin) {
+void Router::route(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin,
+                   api::AcceptToken accept) {
   modules::HostState* h = host(to.domain());
   if (h == nullptr) {
     if (remote_) {
@@ -142,18 +143,18 @@ void Router::route(Element stanza, const Jid& from, const Jid& to, const api::Or
     return;
   }
   if (to.is_domain()) {
-    deliver_host(std::move(stanza), from, to, origin, *h);
+    deliver_host(std::move(stanza), from, to, origin, *h, std::move(accept));
   } else if (to.is_bare()) {
-    deliver_bare(std::move(stanza), from, to, origin, *h);
+    deliver_bare(std::move(stanza), from, to, origin, *h, std::move(accept));
   } else {
-    deliver_full(std::move(stanza), from, to, origin, *h);
+    deliver_full(std::move(stanza), from, to, origin, *h, std::move(accept));
   }
 }
 
 void Router::deliver_host(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin,
-                          modules::HostState& host) {
+                          modules::HostState& host, api::AcceptToken accept) {
   const StanzaKind kind = api::kind_of(stanza);
-  api::StanzaEvent ev{stanza, from, to, origin, kind, Route::Host};
+  api::StanzaEvent ev{stanza, from, to, origin, kind, Route::Host, std::move(accept)};
   if (host.run_stanza_handlers(ev) == Flow::Stop) {
     return;
   }
@@ -269,68 +270,112 @@ void Router::deliver_message_to_account(Element stanza, const Jid& to, const std
   }
 }
 
-void Router::deliver_bare(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin,
-                          modules::HostState& host) {
+void Router::no_such_account(const Element& stanza) {
+  const StanzaKind kind = api::kind_of(stanza);
+  if (kind == StanzaKind::Message) {
+    // RFC 6121 §8.5.1: "the server MUST either (a) silently ignore the message or (b) return a
+    // <service-unavailable/> stanza error" — the sender learns the address is wrong.
+    bounce(stanza, "service-unavailable");
+  } else if (kind == StanzaKind::Presence && stanza.attr("type") == "subscribe") {
+    // RFC 6121 §3.1.3: a subscription request to an account that does not exist is answered with "unsubscribed".
+    Element reply("presence", std::string(api::ns::client));
+    reply.set_attr("from", Jid::parse(stanza.attr("to")).value_or(Jid()).bare_str());
+    reply.set_attr("to", Jid::parse(stanza.attr("from")).value_or(Jid()).bare_str());
+    reply.set_attr("type", "unsubscribed");
+    if (!reply.attr("to").empty() && !reply.attr("from").empty()) {
+      route_local(std::move(reply));
+    }
+  }
+  // Other presence to an account that does not exist is ignored (RFC 6121 §8.5.1).
+}
+
+void Router::deliver_to_account(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin,
+                                api::AcceptToken accept) {
+  modules::HostState* h = host(to.domain());
+  if (h == nullptr) {
+    return;
+  }
   const StanzaKind kind = api::kind_of(stanza);
   {
-    api::StanzaEvent ev{stanza, from, to, origin, kind, Route::Bare};
-    if (host.run_stanza_handlers(ev) == Flow::Stop) {
+    api::StanzaEvent ev{stanza, from, to, origin, kind, Route::Bare, std::move(accept)};
+    if (h->run_stanza_handlers(ev) == Flow::Stop) {
       return;
     }
   }
-  auto type = stanza.attr("type");
-  if (kind == StanzaKind::Iq) {
-    if (type == "get" || type == "set") {
-      dispatch_iq(std::move(stanza), from, to, origin, api::IqScope::Account, host);
-    }
-    return;
-  }
-  if (kind == StanzaKind::Presence) {
-    // Presence to an account with no available resource: nothing to do here.
-    for (const auto& r : registry_.resources(to)) {
+  // The resources as they are now: the account may have come online while its lookup ran.
+  auto resources = registry_.resources(to);
+  if (kind == StanzaKind::Message) {
+    deliver_message_to_account(std::move(stanza), to, resources);
+  } else if (kind == StanzaKind::Presence) {
+    // RFC 6121 §8.5.2.1.2 / §8.5.2.2: presence goes to every available resource; with none it is dropped here
+    // (the presence module stores subscription requests for later).
+    for (const auto& r : resources) {
       if (r.info.available) {
         r.sink->deliver(stanza);
       }
     }
+  }
+}
+
+void Router::deliver_bare(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin,
+                          modules::HostState& host, api::AcceptToken accept) {
+  const StanzaKind kind = api::kind_of(stanza);
+  if (kind == StanzaKind::Iq) {
+    {
+      api::StanzaEvent ev{stanza, from, to, origin, kind, Route::Bare, accept};
+      if (host.run_stanza_handlers(ev) == Flow::Stop) {
+        return;
+      }
+    }
+    auto type = stanza.attr("type");
+    if (type == "get" || type == "set") {
+      // (run_iq checks that the account exists.)
+      dispatch_iq(std::move(stanza), from, to, origin, api::IqScope::Account, host);
+    }
     return;
   }
-  if (kind != StanzaKind::Message) {
+  if (kind != StanzaKind::Message && kind != StanzaKind::Presence) {
     return;
   }
-  // Through with_account even when resources are bound, so that a message never overtakes an earlier one to the
+  // Through with_account even when resources are bound, so that a stanza never overtakes an earlier one to the
   // same account that still waits for its lookup (RFC 6120 §10.1).
-  with_account(to, [this, stanza = std::move(stanza), to](bool exists) mutable {
+  with_account(to, [this, stanza = std::move(stanza), from, to, origin,
+                    accept = std::move(accept)](bool exists) mutable {
     if (!exists) {
-      // RFC 6121 §8.5.1: no such user — message → service-unavailable.
-      bounce(stanza, "service-unavailable");
+      no_such_account(stanza);
       return;
     }
-    // The resources as they are now: the account may have come online while its lookup ran.
-    deliver_message_to_account(std::move(stanza), to, registry_.resources(to));
+    deliver_to_account(std::move(stanza), from, to, origin, std::move(accept));
   });
 }
 
 void Router::deliver_full(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin,
-                          modules::HostState& host) {
+                          modules::HostState& host, api::AcceptToken accept) {
   const StanzaKind kind = api::kind_of(stanza);
-  {
-    api::StanzaEvent ev{stanza, from, to, origin, kind, Route::Full};
+  if (auto sink = registry_.find(to)) {
+    api::StanzaEvent ev{stanza, from, to, origin, kind, Route::Full, accept};
     if (host.run_stanza_handlers(ev) == Flow::Stop) {
       return;
     }
-  }
-  if (auto sink = registry_.find(to)) {
     sink->deliver(std::move(stanza));
     return;
   }
   auto type = stanza.attr("type");
-  if (kind == StanzaKind::Presence || type == "error") {
-    return; // RFC 6121 §8.5.3.2.2: presence to an unavailable resource is dropped; errors are never bounced
+  if (type == "error") {
+    return; // RFC 6120 §8.3.1: errors are never bounced
   }
   if (kind == StanzaKind::Iq) {
     // RFC 6121 §8.5.3.2.3 (and RFC 6120 §10.5.3.2): IQ to a resource that is not connected.
     if (type == "get" || type == "set") {
       bounce(stanza, "service-unavailable", "no such resource");
+    }
+    return;
+  }
+  if (kind == StanzaKind::Presence) {
+    // RFC 6121 §8.5.3.2.2: subscription-related presence is treated as addressed to the bare JID; other presence
+    // to a resource that is not connected is dropped.
+    if (type == "subscribe" || type == "subscribed" || type == "unsubscribe" || type == "unsubscribed") {
+      deliver_bare(std::move(stanza), from, to.bare(), origin, host, std::move(accept));
     }
     return;
   }
@@ -347,20 +392,13 @@ void Router::deliver_full(Element stanza, const Jid& from, const Jid& to, const 
   }
   // §8.5.3.2.1: chat and normal messages are treated as if addressed to the bare JID.
   Jid bare = to.bare();
-  with_account(bare, [this, stanza = std::move(stanza), bare, from, origin](bool exists) mutable {
+  with_account(bare, [this, stanza = std::move(stanza), bare, from, origin,
+                      accept = std::move(accept)](bool exists) mutable {
     if (!exists) {
       bounce(stanza, "service-unavailable");
       return;
     }
-    modules::HostState* h = this->host(bare.domain());
-    if (h == nullptr) {
-      return;
-    }
-    api::StanzaEvent ev{stanza, from, bare, origin, api::StanzaKind::Message, Route::Bare};
-    if (h->run_stanza_handlers(ev) == Flow::Stop) {
-      return;
-    }
-    deliver_message_to_account(std::move(stanza), bare, registry_.resources(bare));
+    deliver_to_account(std::move(stanza), from, bare, origin, std::move(accept));
   });
 }
 

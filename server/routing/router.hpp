@@ -50,8 +50,9 @@ public:
   bool is_local(std::string_view domain) const { return hosts_.contains(std::string(domain)); }
   modules::HostState* host(std::string_view domain) const;
 
-  // A stanza from a bound client session: 'from' is stamped, 'to' parsed (nullopt when absent).
-  void from_client(Element stanza, const Jid& from, std::optional<Jid> to);
+  // A stanza from a bound client session: 'from' is stamped, 'to' parsed (nullopt when absent). `accept` is held
+  // until the stanza is handled (XEP-0198 acknowledgement; see api::AcceptToken).
+  void from_client(Element stanza, const Jid& from, std::optional<Jid> to, api::AcceptToken accept = nullptr);
   // A stanza generated inside the server ('from' set by the generator).
   void route_local(Element stanza);
 
@@ -63,13 +64,18 @@ public:
   void bounce(const Element& stanza, std::string condition, std::string text = {});
 
 private:
-  void route(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin);
+  void route(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin, api::AcceptToken accept);
   void deliver_host(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin,
-                    modules::HostState& host);
+                    modules::HostState& host, api::AcceptToken accept);
   void deliver_bare(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin,
-                    modules::HostState& host);
+                    modules::HostState& host, api::AcceptToken accept);
   void deliver_full(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin,
-                    modules::HostState& host);
+                    modules::HostState& host, api::AcceptToken accept);
+  // A message or presence to an account known to exist: Route::Bare handlers, then the default delivery.
+  void deliver_to_account(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin,
+                          api::AcceptToken accept);
+  // Stanzas to an account that does not exist (RFC 6121 §8.5.1, §3.1.3).
+  void no_such_account(const Element& stanza);
   // Default delivery of a message to an account known to exist.
   void deliver_message_to_account(Element stanza, const Jid& to, const std::vector<ResourceEntry>& resources);
   void dispatch_iq(Element stanza, Jid from, Jid to, api::Origin origin, api::IqScope scope, modules::HostState& host);

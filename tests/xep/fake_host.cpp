@@ -178,6 +178,7 @@ struct FakeHost::State {
   std::uint64_t seq = 0;
   std::vector<std::string> features;
   std::vector<std::string> account_features;
+  std::vector<std::pair<api::StreamStage, api::Element>> stream_features;
   std::vector<api::Identity> identities;
   std::map<IqKey, api::IqHandler> iq_handlers;
   std::vector<StanzaHandlerEntry> stanza_handlers;
@@ -470,6 +471,20 @@ void FakeHost::add_feature(std::string feature) {
 
 void FakeHost::add_identity(api::Identity identity) {
   state_->identities.push_back(std::move(identity));
+}
+
+void FakeHost::add_stream_feature(api::StreamStage stage, api::Element feature) {
+  state_->stream_features.emplace_back(stage, std::move(feature));
+}
+
+std::vector<api::Element> FakeHost::registered_stream_features(api::StreamStage stage) const {
+  std::vector<api::Element> out;
+  for (const auto& [s, f] : state_->stream_features) {
+    if (s == stage) {
+      out.push_back(f);
+    }
+  }
+  return out;
 }
 
 void FakeHost::add_account_feature(std::string feature) {

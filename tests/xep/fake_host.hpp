@@ -135,6 +135,8 @@ public:
   // --- what was registered -----------------------------------------------------------------------------------------
   const std::vector<std::string>& registered_features() const;         // in registration order, duplicates kept
   const std::vector<std::string>& registered_account_features() const; // likewise
+  // Stream features the modules added for a stage, in registration order.
+  std::vector<api::Element> registered_stream_features(api::StreamStage stage) const;
   const std::map<IqKey, api::IqHandler>& iq_handlers() const;
   bool has_iq_handler(api::IqScope scope, api::IqType type, std::string_view ns, std::string_view name) const;
   const std::vector<StanzaHandlerEntry>& stanza_handlers() const;
@@ -162,6 +164,7 @@ public:
   void add_feature(std::string feature) override;
   void add_identity(api::Identity identity) override;
   void add_account_feature(std::string feature) override;
+  void add_stream_feature(api::StreamStage stage, api::Element feature) override;
   std::vector<std::string> features() const override;
   std::vector<api::Identity> identities() const override;
   std::vector<std::string> account_features() const override;
