@@ -263,6 +263,13 @@ public:
   }
   virtual asio::awaitable<bool> user_exists(std::string_view node) = 0;
 
+  // --- accounts of this host (XEP-0077; the same operations as chatgroupctl) -----------------------------------------
+  enum class AccountResult { Ok, Exists, NotFound, InvalidUsername, InvalidPassword };
+  virtual asio::awaitable<AccountResult> create_account(std::string node, std::string password) = 0;
+  virtual asio::awaitable<AccountResult> set_password(std::string node, std::string password) = 0;
+  // Deletes the account and all its data, and closes its sessions (with <not-authorized/>).
+  virtual asio::awaitable<AccountResult> delete_account(std::string node) = 0;
+
 protected:
   virtual void add_event_handler(std::type_index type, std::shared_ptr<void> handler, int priority) = 0;
   // Calls `visit` for each handler of `type` in priority order until it returns true.

@@ -530,4 +530,54 @@ asio::awaitable<bool> Server::user_exists(std::string host, std::string node) {
   co_return exists;
 }
 
+namespace {
+
+modules::CoreServices::AccountResult to_api(Accounts::Result r) {
+  using R = modules::CoreServices::AccountResult;
+  switch (r) {
+  case Accounts::Result::Ok:
+    return R::Ok;
+  case Accounts::Result::Exists:
+    return R::Exists;
+  case Accounts::Result::NotFound:
+    return R::NotFound;
+  case Accounts::Result::InvalidUsername:
+    return R::InvalidUsername;
+  case Accounts::Result::InvalidPassword:
+    return R::InvalidPassword;
+  }
+  return R::NotFound;
+}
+
+} // namespace
+
+asio::awaitable<Server::AccountResult> Server::create_account(std::string host, std::string node,
+                                                              std::string password) {
+  Accounts::Result r = Accounts::Result::NotFound;
+  std::function<void()> job = [&] { r = accounts_->create(host, node, password); };
+  co_await run_blocking(std::move(job));
+  co_return to_api(r);
+}
+
+asio::awaitable<Server::AccountResult> Server::set_password(std::string host, std::string node, std::string password) {
+  Accounts::Result r = Accounts::Result::NotFound;
+  std::function<void()> job = [&] { r = accounts_->set_password(host, node, password); };
+  co_await run_blocking(std::move(job));
+  co_return to_api(r);
+}
+
+asio::awaitable<Server::AccountResult> Server::delete_account(std::string host, std::string node) {
+  Accounts::Result r = Accounts::Result::NotFound;
+  std::function<void()> job = [&] { r = accounts_->remove(host, node); };
+  co_await run_blocking(std::move(job));
+  if (r == Accounts::Result::Ok) {
+    if (auto bare = api::Jid::from_parts(node, host, "")) {
+      for (auto& res : registry_.resources(*bare)) {
+        res.sink->close("not-authorized", "the account was deleted");
+      }
+    }
+  }
+  co_return to_api(r);
+}
+
 } // namespace cg::core

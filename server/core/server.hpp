@@ -81,6 +81,9 @@ public:
   storage::Driver& storage() override { return *storage_; }
   asio::awaitable<void> run_blocking(std::function<void()> work) override;
   asio::awaitable<bool> user_exists(std::string host, std::string node) override;
+  asio::awaitable<AccountResult> create_account(std::string host, std::string node, std::string password) override;
+  asio::awaitable<AccountResult> set_password(std::string host, std::string node, std::string password) override;
+  asio::awaitable<AccountResult> delete_account(std::string host, std::string node) override;
   const api::ServerInfo& server_info() const override { return info_; }
   spdlog::logger& logger() override { return *log_; }
 

@@ -33,6 +33,12 @@ public:
   virtual storage::Driver& storage() = 0;
   virtual boost::asio::awaitable<void> run_blocking(std::function<void()> work) = 0;
   virtual boost::asio::awaitable<bool> user_exists(std::string host, std::string node) = 0;
+  using AccountResult = api::ModuleContext::AccountResult;
+  virtual boost::asio::awaitable<AccountResult> create_account(std::string host, std::string node,
+                                                               std::string password) = 0;
+  virtual boost::asio::awaitable<AccountResult> set_password(std::string host, std::string node,
+                                                             std::string password) = 0;
+  virtual boost::asio::awaitable<AccountResult> delete_account(std::string host, std::string node) = 0;
   virtual const api::ServerInfo& server_info() const = 0;
   virtual spdlog::logger& logger() = 0;
 };
@@ -163,6 +169,15 @@ public:
   }
   boost::asio::awaitable<bool> user_exists(std::string_view node) override {
     return core_.user_exists(host_.name(), std::string(node));
+  }
+  boost::asio::awaitable<AccountResult> create_account(std::string node, std::string password) override {
+    return core_.create_account(host_.name(), std::move(node), std::move(password));
+  }
+  boost::asio::awaitable<AccountResult> set_password(std::string node, std::string password) override {
+    return core_.set_password(host_.name(), std::move(node), std::move(password));
+  }
+  boost::asio::awaitable<AccountResult> delete_account(std::string node) override {
+    return core_.delete_account(host_.name(), std::move(node));
   }
 
   const std::string& module_name() const { return module_name_; }

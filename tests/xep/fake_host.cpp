@@ -193,6 +193,7 @@ struct FakeHost::State {
   std::vector<ClosedSession> closed;
   std::vector<api::SessionInfo> sessions;
   std::set<std::string> users;
+  std::map<std::string, std::string> passwords;
   int blocking_runs = 0;
 
   // Last, so that it is destroyed first: work still queued (e.g. a coroutine never resumed) is destroyed while
@@ -592,6 +593,45 @@ api::asio::awaitable<void> FakeHost::run_blocking(std::function<void()> work) {
 
 api::asio::awaitable<bool> FakeHost::user_exists(std::string_view node) {
   co_return state_->users.contains(std::string(node));
+}
+
+api::asio::awaitable<FakeHost::AccountResult> FakeHost::create_account(std::string node, std::string password) {
+  if (node.empty()) {
+    co_return AccountResult::InvalidUsername;
+  }
+  if (password.empty()) {
+    co_return AccountResult::InvalidPassword;
+  }
+  if (state_->users.contains(node)) {
+    co_return AccountResult::Exists;
+  }
+  state_->users.insert(node);
+  state_->passwords[node] = password;
+  co_return AccountResult::Ok;
+}
+
+api::asio::awaitable<FakeHost::AccountResult> FakeHost::set_password(std::string node, std::string password) {
+  if (!state_->users.contains(node)) {
+    co_return AccountResult::NotFound;
+  }
+  if (password.empty()) {
+    co_return AccountResult::InvalidPassword;
+  }
+  state_->passwords[node] = password;
+  co_return AccountResult::Ok;
+}
+
+api::asio::awaitable<FakeHost::AccountResult> FakeHost::delete_account(std::string node) {
+  if (state_->users.erase(node) == 0) {
+    co_return AccountResult::NotFound;
+  }
+  state_->passwords.erase(node);
+  co_return AccountResult::Ok;
+}
+
+std::string FakeHost::password_of(const std::string& node) const {
+  auto it = state_->passwords.find(node);
+  return it == state_->passwords.end() ? std::string() : it->second;
 }
 
 void FakeHost::add_event_handler(std::type_index type, std::shared_ptr<void> handler, int priority) {

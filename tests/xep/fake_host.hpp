@@ -183,6 +183,12 @@ public:
   storage::Driver& storage() override;
   api::asio::awaitable<void> run_blocking(std::function<void()> work) override;
   api::asio::awaitable<bool> user_exists(std::string_view node) override;
+  // Accounts: a node → password table; delete_account also removes the node's sessions.
+  api::asio::awaitable<AccountResult> create_account(std::string node, std::string password) override;
+  api::asio::awaitable<AccountResult> set_password(std::string node, std::string password) override;
+  api::asio::awaitable<AccountResult> delete_account(std::string node) override;
+  // The password an account created or changed through the API has ("" if none).
+  std::string password_of(const std::string& node) const;
 
 protected:
   void add_event_handler(std::type_index type, std::shared_ptr<void> handler, int priority) override;
