@@ -19,8 +19,7 @@ namespace cg::storage {
 class StorageError : public std::runtime_error {
 public:
   enum class Kind { Failure, NotFound };
-  explicit StorageError(const std::string& what, Kind kind = Kind::Failure)
-      : std::runtime_error(what), kind_(kind) {}
+  explicit StorageError(const std::string& what, Kind kind = Kind::Failure) : std::runtime_error(what), kind_(kind) {}
   Kind kind() const { return kind_; }
 
 private:
@@ -56,26 +55,26 @@ public:
 // One archived item: a stanza kept for a user, in the order it was appended (the message archive of XEP-0313,
 // the offline queue, stored subscription requests).
 struct ArchiveItem {
-  std::string id;         // unique within the user's archive; assigned by the store when appended with ""
-  std::int64_t when = 0;  // microseconds since the Unix epoch (UTC)
-  std::string with;       // the other party's bare JID (the 'with' filter)
-  std::string kind;       // a short tag the caller chooses (e.g. "chat", "groupchat"); "" if none
-  std::string payload;    // the serialised stanza (or any text)
+  std::string id;        // unique within the user's archive; assigned by the store when appended with ""
+  std::int64_t when = 0; // microseconds since the Unix epoch (UTC)
+  std::string with;      // the other party's bare JID (the 'with' filter)
+  std::string kind;      // a short tag the caller chooses (e.g. "chat", "groupchat"); "" if none
+  std::string payload;   // the serialised stanza (or any text)
   bool operator==(const ArchiveItem&) const = default;
 };
 
 // A query over one user's archive. Filters combine (AND); the range is in archive (append) order.
 struct ArchiveQuery {
-  std::optional<std::string> with;        // exactly this 'with'
-  std::optional<std::int64_t> start;      // when >= start
-  std::optional<std::int64_t> end;        // when <= end
-  std::optional<std::string> after_id;    // strictly after this item (an unknown id: StorageError::NotFound)
-  std::optional<std::string> before_id;   // strictly before this item (unknown: NotFound)
-  std::vector<std::string> ids;           // only these items (in archive order); empty = no id filter
-  std::optional<std::string> kind;        // exactly this kind
-  std::size_t limit = 100;                // at most this many items (0 = none: only the count)
-  bool from_end = false;                  // take the LAST `limit` matching items (RSM <before/>), still returned
-                                          // oldest first
+  std::optional<std::string> with;      // exactly this 'with'
+  std::optional<std::int64_t> start;    // when >= start
+  std::optional<std::int64_t> end;      // when <= end
+  std::optional<std::string> after_id;  // strictly after this item (an unknown id: StorageError::NotFound)
+  std::optional<std::string> before_id; // strictly before this item (unknown: NotFound)
+  std::vector<std::string> ids;         // only these items (in archive order); empty = no id filter
+  std::optional<std::string> kind;      // exactly this kind
+  std::size_t limit = 100;              // at most this many items (0 = none: only the count)
+  bool from_end = false;                // take the LAST `limit` matching items (RSM <before/>), still returned
+                                        // oldest first
 };
 
 struct ArchivePage {
