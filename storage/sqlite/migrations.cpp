@@ -22,6 +22,17 @@ constexpr Migration kMigrations[] = {
         "CREATE TABLE map("
         "  store TEXT NOT NULL, host TEXT NOT NULL, user TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,"
         "  PRIMARY KEY(store, host, user, key)) WITHOUT ROWID;"},
+    // The archive (store.hpp ArchiveStore). rowid is the append order: a new row gets a rowid above every existing
+    // one, so ordering by rowid is ordering by append, and after_id/before_id become rowid bounds. at is microseconds
+    // since the epoch. The indexes serve, in order: paging in append order; the 'with' filter in append order;
+    // time ranges and retention (remove_older_than). UNIQUE(store, host, user, id) finds an item by its id.
+    {2, "CREATE TABLE archive("
+        "  rowid INTEGER PRIMARY KEY, store TEXT NOT NULL, host TEXT NOT NULL, user TEXT NOT NULL, id TEXT NOT NULL,"
+        "  at INTEGER NOT NULL, with_jid TEXT NOT NULL, kind TEXT NOT NULL, payload BLOB NOT NULL,"
+        "  UNIQUE(store, host, user, id));"
+        "CREATE INDEX archive_order ON archive(store, host, user, rowid);"
+        "CREATE INDEX archive_with ON archive(store, host, user, with_jid, rowid);"
+        "CREATE INDEX archive_at ON archive(store, host, user, at);"},
 };
 
 constexpr bool versions_are_consecutive() {
