@@ -12,8 +12,9 @@
 
 namespace cg::storage::archive {
 
-// A fresh item id: 16 characters of base64url (A-Z a-z 0-9 - _) from 96 random bits of the kernel's CSPRNG, so ids
-// are opaque, safe in URLs and XML attributes, and cannot be guessed (XEP-0359 stanza-ids, XEP-0313 archive ids).
+// A fresh item id: 20 characters of base64url (A-Z a-z 0-9 - _): a millisecond timestamp and 72 random bits from the
+// kernel's CSPRNG, so ids are opaque, safe in URLs and XML attributes, and cannot be guessed (XEP-0359 stanza-ids,
+// XEP-0313 archive ids). Later ids mostly sort after earlier ones; nothing relies on it but the index's locality.
 std::string new_id();
 
 // The item passes the query's with/start/end/kind filters (not ids, not the after/before range).
