@@ -4,10 +4,15 @@
 
 #include <CLI/CLI.hpp>
 
+#include <csignal>
+
 #include <filesystem>
 #include <iostream>
 
 int main(int argc, char** argv) {
+  // A peer that goes away while OpenSSL writes to its socket must cost that session an error, not the process
+  // its life (OpenSSL's socket BIO writes without MSG_NOSIGNAL).
+  std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"ChatGroup XMPP server"};
   std::string config_path;
   bool print_example = false;

@@ -74,6 +74,11 @@ std::vector<api::OptionSection> core_sections(const std::vector<std::string>& de
                       "When a resource is bound twice: disconnect the old session (conflict) or refuse the new bind",
                       {"kick_old", "refuse"}),
            opt_int("max_resources", 10, 1, 1000, "Simultaneous resources per account"),
+           opt_int("resume_timeout", 300, 0, 86400,
+                   "Seconds a stream-managed session (XEP-0198) waits for its client to resume after the "
+                   "connection drops; 0 = no resumption"),
+           opt_int("max_unacked", 1000, 10, 1000000,
+                   "Stanzas sent to a client that has not acknowledged them (XEP-0198) before it is disconnected"),
        }});
 
   sections.push_back(

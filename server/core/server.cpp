@@ -177,6 +177,8 @@ C2SSettings read_c2s(const config::Config& cfg) {
   s.conflict = cfg.get_string("c2s", "resource_conflict") == "refuse" ? routing::ConflictPolicy::Refuse
                                                                       : routing::ConflictPolicy::KickOld;
   s.max_resources = static_cast<std::size_t>(cfg.get_int("c2s", "max_resources"));
+  s.resume_timeout = std::chrono::seconds(cfg.get_int("c2s", "resume_timeout"));
+  s.max_unacked = static_cast<std::size_t>(cfg.get_int("c2s", "max_unacked"));
   s.mechanisms = cfg.get_list("auth", "mechanisms");
   s.allow_insecure_plain = cfg.get_bool("auth", "allow_insecure_plain");
   s.max_auth_attempts = static_cast<int>(cfg.get_int("auth", "max_attempts"));
@@ -470,6 +472,28 @@ void Server::remove_session(net::C2SSession* session, const std::string& address
   if (auto it = per_address_.find(address); it != per_address_.end() && --it->second == 0) {
     per_address_.erase(it);
   }
+}
+
+void Server::register_sm(const std::string& id, const std::shared_ptr<net::C2SSession>& session) {
+  std::lock_guard lock(sessions_mutex_);
+  sm_sessions_[id] = session;
+}
+
+void Server::unregister_sm(const std::string& id, const net::C2SSession* session) {
+  std::lock_guard lock(sessions_mutex_);
+  auto it = sm_sessions_.find(id);
+  if (it != sm_sessions_.end()) {
+    auto s = it->second.lock();
+    if (!s || s.get() == session) {
+      sm_sessions_.erase(it);
+    }
+  }
+}
+
+std::shared_ptr<net::C2SSession> Server::find_sm(const std::string& id) {
+  std::lock_guard lock(sessions_mutex_);
+  auto it = sm_sessions_.find(id);
+  return it == sm_sessions_.end() ? nullptr : it->second.lock();
 }
 
 std::size_t Server::session_count() const {

@@ -45,6 +45,8 @@ struct C2SSettings {
   std::size_t rate_limit = 0;
   routing::ConflictPolicy conflict = routing::ConflictPolicy::KickOld;
   std::size_t max_resources = 10;
+  std::chrono::seconds resume_timeout{300};
+  std::size_t max_unacked = 1000;
   std::vector<std::string> mechanisms;
   bool allow_insecure_plain = false;
   int max_auth_attempts = 3;
@@ -105,6 +107,11 @@ public:
   void remove_session(net::C2SSession* session, const std::string& address);
   std::size_t session_count() const;
 
+  // XEP-0198 resumption ids → the sessions that may be resumed with them.
+  void register_sm(const std::string& id, const std::shared_ptr<net::C2SSession>& session);
+  void unregister_sm(const std::string& id, const net::C2SSession* session);
+  std::shared_ptr<net::C2SSession> find_sm(const std::string& id);
+
   // The listening endpoints actually bound (port 0 in the config picks a free port).
   const std::vector<std::pair<std::string, asio::ip::tcp::endpoint>>& listening() const { return listening_; }
 
@@ -143,6 +150,7 @@ private:
   mutable std::mutex sessions_mutex_;
   std::unordered_map<net::C2SSession*, std::weak_ptr<net::C2SSession>> sessions_;
   std::unordered_map<std::string, std::size_t> per_address_;
+  std::unordered_map<std::string, std::weak_ptr<net::C2SSession>> sm_sessions_;
 };
 
 } // namespace cg::core

@@ -13,11 +13,14 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 
 namespace cg::net {
 
 namespace ns = xml::ns;
 using xml::Element;
+
+constexpr std::string_view kSmNs = "urn:xmpp:sm:3";
 
 namespace {
 
@@ -130,6 +133,11 @@ asio::awaitable<void> C2SSession::run() {
     if (!closing_) {
       stream_error("internal-server-error");
     }
+  }
+  if (!closing_ && bound_ && sm_.resumable && !transferred_) {
+    // XEP-0198 §5: the connection was lost without a closing </stream:stream> — keep the session for its client to
+    // resume.
+    co_await hibernate();
   }
   co_await finish();
 }
@@ -286,6 +294,8 @@ void C2SSession::send_features() {
     features.add_child("bind", std::string(ns::bind));
     // RFC 3921 session establishment, kept for old clients: optional and a no-op (RFC 6121 Appendix E).
     features.add_child("session", std::string(ns::session)).add_child("optional");
+    // XEP-0198 stream management (enable after binding, or resume instead of binding).
+    features.add_child("sm", std::string(kSmNs));
     if (auto* host = server_.host(stream_host_)) {
       for (auto& f : host->stream_features(api::StreamStage::AfterAuth)) {
         features.add(std::move(f));
@@ -325,6 +335,10 @@ asio::awaitable<void> C2SSession::on_element(Element& el, std::uint64_t end_offs
                                          ? "TLS is required: negotiate STARTTLS first"
                                          : "authenticate first");
     }
+    co_return;
+  }
+  if (ens == kSmNs) {
+    co_await on_sm_element(el);
     co_return;
   }
   if (ens != ns::client || (el.name() != "message" && el.name() != "presence" && el.name() != "iq")) {
@@ -595,8 +609,9 @@ asio::awaitable<void> C2SSession::on_unauthenticated_iq(const Element& iq) {
   const api::Jid none;
   const api::Jid host_jid = api::Jid::from_parts("", stream_host_, "").value_or(api::Jid());
   const api::Origin origin{api::OriginKind::Client, none};
-  api::IqRequest req{iq, *iq.first_child(), none, host_jid,
-                     iq.attr("type") == "get" ? api::IqType::Get : api::IqType::Set, origin, peer_address_};
+  api::IqRequest req{
+      iq,     *iq.first_child(), none, host_jid, iq.attr("type") == "get" ? api::IqType::Get : api::IqType::Set,
+      origin, peer_address_};
   std::optional<api::IqReply> reply;
   try {
     reply = co_await (*handler)(req);
@@ -606,9 +621,9 @@ asio::awaitable<void> C2SSession::on_unauthenticated_iq(const Element& iq) {
   if (closing_) {
     co_return;
   }
-  Element out = !reply                ? api::make_error_reply(iq, "internal-server-error")
-                : reply->is_error()   ? api::make_error_reply(iq, reply->error_value())
-                                      : api::make_iq_result(iq, std::move(reply->payload()));
+  Element out = !reply              ? api::make_error_reply(iq, "internal-server-error")
+                : reply->is_error() ? api::make_error_reply(iq, reply->error_value())
+                                    : api::make_iq_result(iq, std::move(reply->payload()));
   out.remove_attr("from");
   out.remove_attr("to");
   send(out);
@@ -731,6 +746,8 @@ bool C2SSession::check_stanza(Element& stanza, std::optional<api::Jid>& to) {
 }
 
 void C2SSession::on_stanza(Element stanza) {
+  // XEP-0198: every stanza counts toward h, also one refused below (its error reply is its handling).
+  api::AcceptToken ticket = sm_ticket();
   std::optional<api::Jid> to;
   if (!check_stanza(stanza, to)) {
     return;
@@ -747,7 +764,7 @@ void C2SSession::on_stanza(Element stanza) {
   if (!lang_.empty() && !stanza.has_attr("xml:lang")) {
     stanza.set_attr("xml:lang", lang_);
   }
-  server_.router().from_client(std::move(stanza), jid_, std::move(to));
+  server_.router().from_client(std::move(stanza), jid_, std::move(to), std::move(ticket));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -755,6 +772,13 @@ void C2SSession::on_stanza(Element stanza) {
 
 void C2SSession::deliver(Element stanza) {
   asio::post(watchdog_.get_executor(), [self = shared_from_this(), stanza = std::move(stanza)]() mutable {
+    if (self->transferred_) {
+      // Resumed elsewhere (XEP-0198): what was routed here before the registry changed goes to the successor.
+      if (auto next = self->successor_.lock()) {
+        next->deliver(std::move(stanza));
+      }
+      return;
+    }
     if (self->closing_ || !self->bound_) {
       return;
     }
@@ -766,6 +790,13 @@ void C2SSession::close(std::string condition, std::string text) {
   asio::post(watchdog_.get_executor(),
              [self = shared_from_this(), condition = std::move(condition), text = std::move(text)] {
                if (self->closing_) {
+                 return;
+               }
+               if (self->hibernating_) {
+                 // No connection to tell: end the hibernation, and with it the session.
+                 self->closing_ = true;
+                 self->close_condition_ = condition;
+                 self->hibernate_timer_->cancel();
                  return;
                }
                if (self->transport_->ssl() != nullptr && !self->transport_->secure()) {
@@ -791,6 +822,31 @@ void C2SSession::close(std::string condition, std::string text) {
 }
 
 void C2SSession::send(const Element& el) {
+  if (sm_.enabled && el.ns() == ns::client &&
+      (el.name() == "message" || el.name() == "presence" || el.name() == "iq")) {
+    // XEP-0198 §4: every stanza sent counts, and stays queued until the client acknowledges it.
+    ++sm_.out_sent;
+    sm_.unacked.push_back(el);
+    if (sm_.unacked.size() > server_.c2s().max_unacked && !closing_) {
+      sm_.unacked.clear();
+      stream_error("policy-violation", "too many unacknowledged stanzas");
+      return;
+    }
+    if (!sm_.ack_requested && !r_scheduled_ && transport_->is_open()) {
+      // Ask for an acknowledgement once per burst of stanzas.
+      r_scheduled_ = true;
+      asio::post(watchdog_.get_executor(), [self = shared_from_this()] {
+        self->r_scheduled_ = false;
+        if (self->sm_.enabled && !self->sm_.ack_requested && !self->sm_.unacked.empty() && !self->closing_) {
+          self->sm_.ack_requested = true;
+          self->send_raw("<r xmlns='urn:xmpp:sm:3'/>");
+        }
+      });
+    }
+  }
+  if (!transport_->is_open()) {
+    return; // hibernating (XEP-0198): the stanza waits in the unacknowledged queue
+  }
   const std::size_t before = out_.size();
   xml::serialize(out_, el, ns::client);
   if (out_.size() > before) {
@@ -827,9 +883,10 @@ asio::awaitable<void> C2SSession::write_loop() {
     auto ec = co_await transport_->write(writing_buf_);
     writing_buf_.clear();
     if (ec) {
+      // The connection is lost (a reader wakes up from the closed socket); whether the session ends or waits for
+      // a XEP-0198 resumption is decided in run().
       out_.clear();
-      closing_ = true;
-      transport_->cancel();
+      transport_->close();
       break;
     }
   }
@@ -860,8 +917,15 @@ asio::awaitable<void> C2SSession::flush() {
   }
 }
 
-void C2SSession::stream_error(std::string_view condition, std::string_view text) {
+void C2SSession::stream_error(std::string_view condition, std::string_view text, std::string_view app_xml) {
   if (closing_) {
+    return;
+  }
+  if (hibernating_) {
+    // Nobody to tell: the session just ends.
+    closing_ = true;
+    close_condition_ = std::string(condition);
+    hibernate_timer_->cancel();
     return;
   }
   // RFC 6120 §4.9.1.2: an error at the stream header still gets our header first.
@@ -876,12 +940,280 @@ void C2SSession::stream_error(std::string_view condition, std::string_view text)
     xml::escape_text(s, text);
     s += "</text>";
   }
+  s += app_xml;
   s += "</stream:error></stream:stream>";
   send_raw(s);
   closing_ = true;
   close_condition_ = std::string(condition);
   server_.logger().debug("c2s {} ({}): stream error {}{}{}", transport_->peer(), jid_.str(), condition,
                          text.empty() ? "" : ": ", text);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// XEP-0198 stream management
+
+namespace {
+
+Element sm_failed(std::string_view condition) {
+  Element f("failed", std::string(kSmNs));
+  f.add_child(std::string(condition), std::string(ns::stanza_errors));
+  return f;
+}
+
+std::optional<std::uint32_t> parse_h(std::string_view text) {
+  std::uint32_t value = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc() || ptr != text.data() + text.size()) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+// h values wrap at 2^32 (XEP-0198 §4): `value` has reached `target` when it is at most 2^31 ahead of it.
+bool reached(std::uint32_t value, std::uint32_t target) {
+  return static_cast<std::uint32_t>(value - target) < 0x80000000u;
+}
+
+// The accept token of a stanza received under stream management: when the last copy goes, the stanza counts as
+// handled (on the session's strand).
+class SmTicket {
+public:
+  SmTicket(std::weak_ptr<C2SSession> session, asio::any_io_executor strand, std::uint32_t seq)
+      : session_(std::move(session)), strand_(std::move(strand)), seq_(seq) {}
+  SmTicket(const SmTicket&) = delete;
+  SmTicket& operator=(const SmTicket&) = delete;
+  ~SmTicket() {
+    if (auto s = session_.lock()) {
+      asio::post(strand_, [s = std::move(s), seq = seq_] { s->sm_handled(seq); });
+    }
+  }
+
+private:
+  std::weak_ptr<C2SSession> session_;
+  asio::any_io_executor strand_;
+  std::uint32_t seq_;
+};
+
+} // namespace
+
+api::AcceptToken C2SSession::sm_ticket() {
+  if (!sm_.enabled) {
+    return nullptr;
+  }
+  const std::uint32_t seq = sm_.in_received++;
+  sm_.in_flight.push_back(false);
+  return std::make_shared<SmTicket>(weak_from_this(), watchdog_.get_executor(), seq);
+}
+
+void C2SSession::sm_handled(std::uint32_t seq) {
+  const std::uint32_t index = seq - sm_.in_handled;
+  if (!sm_.enabled || index >= sm_.in_flight.size()) {
+    return;
+  }
+  sm_.in_flight[index] = true;
+  while (!sm_.in_flight.empty() && sm_.in_flight.front()) {
+    sm_.in_flight.pop_front();
+    ++sm_.in_handled;
+  }
+  sm_answer_requests();
+  if (sm_.in_flight.empty() && pending_transfer_) {
+    auto resume = std::move(pending_transfer_);
+    pending_transfer_ = nullptr;
+    resume();
+  }
+}
+
+void C2SSession::sm_answer_requests() {
+  // XEP-0198 §4: <a h=''/> tells how many stanzas were handled. An answer owed for an <r/> waits until every
+  // stanza received before that <r/> is handled — for a message to an offline user that means stored on disk —
+  // so an acknowledged stanza is never lost.
+  while (!sm_.pending_r.empty() && reached(sm_.in_handled, sm_.pending_r.front())) {
+    sm_.pending_r.pop_front();
+    send_raw("<a xmlns='urn:xmpp:sm:3' h='" + std::to_string(sm_.in_handled) + "'/>");
+  }
+}
+
+asio::awaitable<void> C2SSession::on_sm_element(const Element& el) {
+  const auto& name = el.name();
+  if (name == "enable") {
+    sm_enable(el);
+  } else if (name == "r") {
+    if (sm_.enabled) {
+      sm_.pending_r.push_back(sm_.in_received);
+      sm_answer_requests();
+    }
+  } else if (name == "a") {
+    sm_ack(el);
+  } else if (name == "resume") {
+    co_await on_resume(el);
+  } else {
+    stream_error("unsupported-stanza-type", "unknown stream management element <" + name + "/>");
+  }
+}
+
+void C2SSession::sm_enable(const Element& el) {
+  // XEP-0198 §3: stream management is enabled after resource binding, once.
+  if (!bound_ || sm_.enabled) {
+    send(sm_failed("unexpected-request"));
+    return;
+  }
+  sm_.enabled = true;
+  Element enabled("enabled", std::string(kSmNs));
+  const auto timeout = server_.c2s().resume_timeout;
+  const auto want = el.attr("resume");
+  if ((want == "true" || want == "1") && timeout.count() > 0) {
+    sm_.resumable = true;
+    sm_.max = timeout;
+    if (auto max = parse_h(el.attr("max")); max && *max > 0 && std::chrono::seconds(*max) < timeout) {
+      sm_.max = std::chrono::seconds(*max);
+    }
+    sm_.id = random_hex(16);
+    server_.register_sm(sm_.id, shared_from_this());
+    enabled.set_attr("id", sm_.id);
+    enabled.set_attr("resume", "true");
+    enabled.set_attr("max", std::to_string(sm_.max.count()));
+  }
+  send(enabled);
+}
+
+void C2SSession::sm_ack(const Element& el) {
+  auto h = parse_h(el.attr("h"));
+  if (!sm_.enabled || !h) {
+    return;
+  }
+  const std::uint32_t count = *h - sm_.out_acked;
+  if (count > sm_.unacked.size()) {
+    // XEP-0198 §4: acknowledging more than was sent is an error (<handled-count-too-high/>).
+    std::string app = "<handled-count-too-high xmlns='urn:xmpp:sm:3' h='" + std::to_string(*h) + "' send-count='" +
+                      std::to_string(sm_.out_sent) + "'/>";
+    stream_error("undefined-condition", "you acknowledged more stanzas than were sent", app);
+    return;
+  }
+  sm_.unacked.erase(sm_.unacked.begin(), sm_.unacked.begin() + count);
+  sm_.out_acked = *h;
+  sm_.ack_requested = false;
+}
+
+asio::awaitable<void> C2SSession::on_resume(const Element& el) {
+  if (bound_ || sm_.enabled) {
+    send(sm_failed("unexpected-request"));
+    co_return;
+  }
+  const auto h = parse_h(el.attr("h"));
+  const std::string previd(el.attr("previd"));
+  auto previous = server_.find_sm(previd);
+  if (!h || !previous || previous.get() == this) {
+    // XEP-0198 §5: an unknown or expired session: <failed><item-not-found/></failed>; the client binds anew.
+    send(sm_failed("item-not-found"));
+    co_return;
+  }
+  auto self = shared_from_this();
+  api::Jid bare = jid_.bare();
+  std::optional<SmTransfer> state = co_await previous->transfer_to(self, std::move(bare));
+  if (!state) {
+    send(sm_failed("item-not-found"));
+    co_return;
+  }
+  jid_ = state->jid;
+  sm_ = std::move(state->sm);
+  bound_ = true;
+  if (!server_.registry().replace(jid_, previous.get(), self)) {
+    server_.logger().error("c2s {}: resumed {} but its resource was no longer bound", transport_->peer(), jid_.str());
+  }
+  server_.register_sm(sm_.id, self);
+  send_raw("<resumed xmlns='urn:xmpp:sm:3' previd='" + sm_.id + "' h='" + std::to_string(sm_.in_handled) + "'/>");
+  server_.logger().info("c2s {}: resumed {} ({} stanzas to resend)", transport_->peer(), jid_.str(),
+                        sm_.unacked.size() - std::min<std::size_t>(sm_.unacked.size(), *h - sm_.out_acked));
+  // The client's h says what it got; everything after it is sent again, in order (XEP-0198 §5).
+  Element ack("a", std::string(kSmNs));
+  ack.set_attr("h", std::to_string(*h));
+  sm_ack(ack);
+  if (closing_) {
+    co_return;
+  }
+  for (const auto& stanza : sm_.unacked) {
+    xml::serialize(out_, stanza, ns::client);
+  }
+  if (!sm_.unacked.empty()) {
+    sm_.ack_requested = true;
+    out_ += "<r xmlns='urn:xmpp:sm:3'/>";
+  }
+  send_raw({});
+  arm_watchdog(std::chrono::seconds(0));
+}
+
+asio::awaitable<std::optional<SmTransfer>> C2SSession::transfer_to(std::shared_ptr<C2SSession> successor,
+                                                                   api::Jid bare) {
+  auto self = shared_from_this();
+  // (The initiation and the operation are named first: g++ 12 destroys lambdas inside a co_await expression twice.)
+  auto initiation = [self, successor = std::move(successor), bare = std::move(bare)](auto handler) mutable {
+    auto shared = std::make_shared<std::decay_t<decltype(handler)>>(std::move(handler));
+    asio::post(self->watchdog_.get_executor(), [self, successor, bare, shared]() mutable {
+      self->detach(successor, bare, [shared](std::optional<SmTransfer> result) {
+        auto ex = asio::get_associated_executor(*shared);
+        asio::post(ex, [shared, result = std::move(result)]() mutable { (*shared)(std::move(result)); });
+      });
+    });
+  };
+  auto operation = asio::async_initiate<const asio::use_awaitable_t<>, void(std::optional<SmTransfer>)>(
+      std::move(initiation), asio::use_awaitable);
+  co_return co_await std::move(operation);
+}
+
+void C2SSession::detach(std::shared_ptr<C2SSession> successor, const api::Jid& bare,
+                        std::function<void(std::optional<SmTransfer>)> done) {
+  if (finished_ || transferred_ || closing_ || !bound_ || !sm_.resumable || jid_.bare() != bare) {
+    done(std::nullopt);
+    return;
+  }
+  if (!sm_.in_flight.empty()) {
+    // The h the client will be told must count every stanza it sent here: wait until they are handled.
+    pending_transfer_ = [self = shared_from_this(), successor, bare, done]() mutable {
+      self->detach(successor, bare, done);
+    };
+    return;
+  }
+  transferred_ = true;
+  closing_ = true;
+  successor_ = successor;
+  SmTransfer out{jid_, std::move(sm_)};
+  sm_ = SmState{};
+  if (hibernating_) {
+    hibernate_timer_->cancel();
+  } else {
+    // The client has already given this connection up; so do we.
+    transport_->close();
+  }
+  done(std::move(out));
+}
+
+asio::awaitable<void> C2SSession::hibernate() {
+  transport_->close();
+  hibernating_ = true;
+  server_.logger().info("c2s {}: connection of {} lost; waiting {} s for it to resume", transport_->peer(), jid_.str(),
+                        sm_.max.count());
+  hibernate_timer_.emplace(watchdog_.get_executor(), sm_.max);
+  boost::system::error_code ec;
+  co_await hibernate_timer_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  hibernating_ = false;
+}
+
+void C2SSession::reroute_unacked() {
+  // XEP-0198 §5: stanzas the client never acknowledged were perhaps never received. Messages meant for the user
+  // go back through the router: to another resource, or to offline storage.
+  auto pending = std::move(sm_.unacked);
+  sm_.unacked.clear();
+  for (auto& stanza : pending) {
+    if (stanza.name() != "message" || stanza.child("body") == nullptr) {
+      continue;
+    }
+    auto type = stanza.attr("type");
+    if (!(type.empty() || type == "chat" || type == "normal") || stanza.child_ns("urn:xmpp:carbons:2") != nullptr ||
+        stanza.child_ns("urn:xmpp:mam:2") != nullptr) {
+      continue;
+    }
+    server_.route_local(std::move(stanza));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -904,8 +1236,8 @@ void C2SSession::arm_watchdog(Clock::duration after) {
 }
 
 void C2SSession::on_watchdog() {
-  if (closing_) {
-    return;
+  if (closing_ || hibernating_) {
+    return; // a hibernating session has its own timer (c2s.resume_timeout)
   }
   const auto now = Clock::now();
   const auto& cfg = server_.c2s();
@@ -946,8 +1278,20 @@ void C2SSession::on_watchdog() {
 
 asio::awaitable<void> C2SSession::finish() {
   closing_ = true;
+  finished_ = true;
+  if (transferred_) {
+    // Resumed by another session, which now owns the resource, the stream management id and the queue.
+    transport_->close();
+    watchdog_.cancel();
+    server_.remove_session(this, peer_address_);
+    co_return;
+  }
+  if (!sm_.id.empty()) {
+    server_.unregister_sm(sm_.id, this);
+  }
   if (bound_) {
     server_.registry().unbind(jid_, this);
+    reroute_unacked();
   }
   // Give queued output (a stream error, the closing tag) a bounded chance to leave.
   if (transport_->is_open() && (writing_ || !out_.empty())) {

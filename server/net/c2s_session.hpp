@@ -14,6 +14,9 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -27,6 +30,29 @@ namespace cg::net {
 namespace asio = boost::asio;
 class Transport;
 
+// XEP-0198 stream management state of one session (moves to the new session when a client resumes).
+struct SmState {
+  bool enabled = false;
+  bool resumable = false;
+  std::string id; // the resumption id (resumable sessions)
+  std::chrono::seconds max{0};
+  // Inbound: stanzas received since <enable/>, and how many of them are handled (contiguously from the start).
+  std::uint32_t in_received = 0;
+  std::uint32_t in_handled = 0;
+  std::deque<bool> in_flight;          // done flags of stanzas in_handled .. in_received-1
+  std::deque<std::uint32_t> pending_r; // <r/> answers owed once in_handled reaches these counts
+  // Outbound: stanzas sent since <enable/> and those the client has not acknowledged yet (oldest first).
+  std::uint32_t out_sent = 0;
+  std::uint32_t out_acked = 0;
+  std::deque<xml::Element> unacked;
+  bool ack_requested = false;
+};
+
+struct SmTransfer {
+  api::Jid jid; // the full JID the session was bound to
+  SmState sm;
+};
+
 class C2SSession final : public std::enable_shared_from_this<C2SSession>, public routing::ClientSink {
 public:
   C2SSession(core::Server& server, asio::ip::tcp::socket socket, bool direct_tls);
@@ -37,6 +63,12 @@ public:
   // routing::ClientSink (thread-safe)
   void deliver(xml::Element stanza) override;
   void close(std::string condition, std::string text) override;
+
+  // XEP-0198 resumption: hands this session's state to `successor` (on this session's strand) if it is
+  // resumable and belongs to `bare`; nullopt otherwise. Waits until every stanza received so far is handled.
+  asio::awaitable<std::optional<SmTransfer>> transfer_to(std::shared_ptr<C2SSession> successor, api::Jid bare);
+  // A stanza received after <enable/> has been handled (its accept token is gone). Strand only.
+  void sm_handled(std::uint32_t seq);
 
 private:
   using Clock = std::chrono::steady_clock;
@@ -68,9 +100,22 @@ private:
   void start_writer();
   asio::awaitable<void> write_loop();
   asio::awaitable<void> flush();
-  void stream_error(std::string_view condition, std::string_view text = {});
+  // `app_xml`: an application-specific condition element, already serialised.
+  void stream_error(std::string_view condition, std::string_view text = {}, std::string_view app_xml = {});
   void restart_stream(std::uint64_t carry_from);
   std::vector<std::string> offered_mechanisms() const;
+
+  // XEP-0198 stream management.
+  asio::awaitable<void> on_sm_element(const xml::Element& el);
+  asio::awaitable<void> on_resume(const xml::Element& el);
+  void sm_enable(const xml::Element& el);
+  void sm_ack(const xml::Element& el);
+  void sm_answer_requests();
+  void detach(std::shared_ptr<C2SSession> successor, const api::Jid& bare,
+              std::function<void(std::optional<SmTransfer>)> done);
+  asio::awaitable<void> hibernate();
+  void reroute_unacked();
+  api::AcceptToken sm_ticket();
 
   // Timers.
   void arm_watchdog(Clock::duration after);
@@ -108,6 +153,14 @@ private:
   double rate_tokens_ = 0;
   Clock::time_point rate_time_;
   std::string peer_address_;
+  SmState sm_;
+  bool r_scheduled_ = false;
+  bool hibernating_ = false;
+  bool transferred_ = false; // resumed by another session: this one ends without a trace
+  bool finished_ = false;
+  std::optional<asio::steady_timer> hibernate_timer_;
+  std::weak_ptr<C2SSession> successor_;
+  std::function<void()> pending_transfer_; // a resumption waiting for in-flight stanzas to be handled
 };
 
 } // namespace cg::net

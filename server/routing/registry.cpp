@@ -49,6 +49,23 @@ void SessionRegistry::unbind(const api::Jid& full, const ClientSink* sink) {
   }
 }
 
+bool SessionRegistry::replace(const api::Jid& full, const ClientSink* old, std::shared_ptr<ClientSink> now) {
+  const std::string bare = full.bare_str();
+  auto& shard = shard_for(bare);
+  std::lock_guard lock(shard.mutex);
+  auto acc = shard.accounts.find(bare);
+  if (acc == shard.accounts.end()) {
+    return false;
+  }
+  for (auto& e : acc->second) {
+    if (e.resource == full.resource() && e.sink.get() == old) {
+      e.sink = std::move(now);
+      return true;
+    }
+  }
+  return false;
+}
+
 std::shared_ptr<ClientSink> SessionRegistry::find(const api::Jid& full) const {
   const std::string bare = full.bare_str();
   auto& shard = shard_for(bare);

@@ -45,6 +45,8 @@ public:
                   std::size_t max_resources);
   // Removes the entry only if it still belongs to `sink` (a kicked session must not unbind its replacement).
   void unbind(const api::Jid& full, const ClientSink* sink);
+  // Gives a bound resource to another session (XEP-0198 resumption) if `old` still holds it.
+  bool replace(const api::Jid& full, const ClientSink* old, std::shared_ptr<ClientSink> now);
   std::shared_ptr<ClientSink> find(const api::Jid& full) const;
   bool has_resource(const api::Jid& full) const;
   // A snapshot of an account's resources.

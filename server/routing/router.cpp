@@ -130,8 +130,7 @@ void Router::route_local(Element stanza) {
   route(std::move(stanza), sender, *to, origin, nullptr);
 }
 
-void Router::route(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin,
-                   api::AcceptToken accept) {
+void Router::route(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin, api::AcceptToken accept) {
   modules::HostState* h = host(to.domain());
   if (h == nullptr) {
     if (remote_) {
@@ -339,14 +338,14 @@ void Router::deliver_bare(Element stanza, const Jid& from, const Jid& to, const 
   }
   // Through with_account even when resources are bound, so that a stanza never overtakes an earlier one to the
   // same account that still waits for its lookup (RFC 6120 §10.1).
-  with_account(to, [this, stanza = std::move(stanza), from, to, origin,
-                    accept = std::move(accept)](bool exists) mutable {
-    if (!exists) {
-      no_such_account(stanza);
-      return;
-    }
-    deliver_to_account(std::move(stanza), from, to, origin, std::move(accept));
-  });
+  with_account(to,
+               [this, stanza = std::move(stanza), from, to, origin, accept = std::move(accept)](bool exists) mutable {
+                 if (!exists) {
+                   no_such_account(stanza);
+                   return;
+                 }
+                 deliver_to_account(std::move(stanza), from, to, origin, std::move(accept));
+               });
 }
 
 void Router::deliver_full(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin,
@@ -392,14 +391,14 @@ void Router::deliver_full(Element stanza, const Jid& from, const Jid& to, const 
   }
   // §8.5.3.2.1: chat and normal messages are treated as if addressed to the bare JID.
   Jid bare = to.bare();
-  with_account(bare, [this, stanza = std::move(stanza), bare, from, origin,
-                      accept = std::move(accept)](bool exists) mutable {
-    if (!exists) {
-      bounce(stanza, "service-unavailable");
-      return;
-    }
-    deliver_to_account(std::move(stanza), from, bare, origin, std::move(accept));
-  });
+  with_account(bare,
+               [this, stanza = std::move(stanza), bare, from, origin, accept = std::move(accept)](bool exists) mutable {
+                 if (!exists) {
+                   bounce(stanza, "service-unavailable");
+                   return;
+                 }
+                 deliver_to_account(std::move(stanza), from, bare, origin, std::move(accept));
+               });
 }
 
 void Router::dispatch_iq(Element stanza, Jid from, Jid to, api::Origin origin, api::IqScope scope,

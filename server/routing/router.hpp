@@ -65,12 +65,12 @@ public:
 
 private:
   void route(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin, api::AcceptToken accept);
-  void deliver_host(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin,
-                    modules::HostState& host, api::AcceptToken accept);
-  void deliver_bare(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin,
-                    modules::HostState& host, api::AcceptToken accept);
-  void deliver_full(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin,
-                    modules::HostState& host, api::AcceptToken accept);
+  void deliver_host(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin, modules::HostState& host,
+                    api::AcceptToken accept);
+  void deliver_bare(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin, modules::HostState& host,
+                    api::AcceptToken accept);
+  void deliver_full(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin, modules::HostState& host,
+                    api::AcceptToken accept);
   // A message or presence to an account known to exist: Route::Bare handlers, then the default delivery.
   void deliver_to_account(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin,
                           api::AcceptToken accept);

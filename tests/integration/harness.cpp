@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -26,6 +27,15 @@
 namespace it {
 
 namespace fs = std::filesystem;
+
+namespace {
+// The test clients write to sockets the server may have closed on purpose (stream errors, shutdown): that must be
+// an error for the client, not a SIGPIPE that kills the test process.
+const bool kIgnoreSigpipe = [] {
+  std::signal(SIGPIPE, SIG_IGN);
+  return true;
+}();
+} // namespace
 
 std::string chatgroupd_path() {
   return CHATGROUPD_PATH;

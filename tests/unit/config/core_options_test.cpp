@@ -36,10 +36,11 @@ TEST_CASE("core_sections: sections and keys in order", "[config][core]") {
   CHECK(keys_of(sections[0]) == std::vector<std::string>{"hosts", "data_dir", "threads", "shutdown_timeout"});
   CHECK(keys_of(sections[1]) == std::vector<std::string>{"level", "file"});
   CHECK(keys_of(sections[2]) == std::vector<std::string>{"certificate", "key", "min_version"});
-  CHECK(keys_of(sections[3]) ==
-        std::vector<std::string>{"addresses", "port", "direct_tls_port", "require_encryption", "max_stanza_size",
-                                 "max_depth", "max_preauth_bytes", "auth_timeout", "idle_timeout", "max_send_queue",
-                                 "max_connections_per_ip", "rate_limit", "resource_conflict", "max_resources"});
+  CHECK(keys_of(sections[3]) == std::vector<std::string>{"addresses", "port", "direct_tls_port", "require_encryption",
+                                                         "max_stanza_size", "max_depth", "max_preauth_bytes",
+                                                         "auth_timeout", "idle_timeout", "max_send_queue",
+                                                         "max_connections_per_ip", "rate_limit", "resource_conflict",
+                                                         "max_resources", "resume_timeout", "max_unacked"});
   CHECK(keys_of(sections[4]) == std::vector<std::string>{"mechanisms", "allow_insecure_plain", "scram_iterations",
                                                          "max_attempts", "failure_delay", "failure_delay_max",
                                                          "ban_after", "ban_window", "ban_time"});
@@ -77,6 +78,8 @@ TEST_CASE("core_sections: types, defaults, bounds and choices", "[config][core]"
   int_spec("c2s", "max_connections_per_ip", 256, 0, 1000000);
   int_spec("c2s", "rate_limit", 0, 0, 1073741824);
   int_spec("c2s", "max_resources", 10, 1, 1000);
+  int_spec("c2s", "resume_timeout", 300, 0, 86400);
+  int_spec("c2s", "max_unacked", 1000, 10, 1000000);
   int_spec("auth", "scram_iterations", 4096, 4096, 10000000);
   int_spec("auth", "max_attempts", 3, 2, 5);
   int_spec("auth", "failure_delay", 1, 0, 60);
