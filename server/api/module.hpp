@@ -151,7 +151,7 @@ struct SessionInfo {
   int priority = 0;       // from its last presence
   std::string peer;       // remote address:port
   bool secure = false;    // TLS
-  std::chrono::steady_clock::time_point last_activity;
+  std::chrono::steady_clock::time_point last_activity; // when it bound, or last sent presence
 };
 
 // Where a stream feature is advertised: in the features after TLS and before authentication (with the SASL

@@ -109,6 +109,7 @@ void SessionRegistry::set_presence(const api::Jid& full, bool available, int pri
     if (e.resource == full.resource()) {
       e.info.available = available;
       e.info.priority = priority;
+      e.info.last_activity = std::chrono::steady_clock::now();
     }
   }
 }

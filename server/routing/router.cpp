@@ -251,6 +251,20 @@ void Router::deliver_message_to_account(Element stanza, const Jid& to, const std
       targets.push_back(&r);
     }
   }
+  if (type == "normal" && targets.size() > 1) {
+    // RFC 6121 §8.5.2.1.1: a normal message goes to "the highest-priority available resource" (or to all with
+    // non-negative priority). We pick the highest priority, and among equals the one most recently active: a
+    // normal message is not part of a conversation that other devices follow. Chat and headline messages go to
+    // every resource with non-negative priority, as the same section allows, so that every device shows them.
+    const ResourceEntry* best = targets.front();
+    for (const auto* r : targets) {
+      if (r->info.priority > best->info.priority ||
+          (r->info.priority == best->info.priority && r->info.last_activity > best->info.last_activity)) {
+        best = r;
+      }
+    }
+    targets = {best};
+  }
   if (targets.empty()) {
     // RFC 6121 §8.5.2.2: no available resource. Without offline storage, chat and normal messages get
     // service-unavailable; headline and error messages are dropped.

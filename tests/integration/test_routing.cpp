@@ -696,3 +696,32 @@ TEST_CASE("messages to an account are handled in the order they were sent, also 
   send_batch("nobody@localhost", "none");
   check_order("none");
 }
+
+TEST_CASE("a normal message to the bare JID goes to the highest-priority resource, the most recent among equals "
+          "(RFC 6121 §8.5.2.1.1)",
+          "[routing]") {
+  TestServer server(users_alice_bob());
+  server.start();
+  auto high = online(server, "bob", "high", 5);
+  auto low = online(server, "bob", "low", 1);
+  StropheClient alice("alice@localhost/phone", "alice-pw");
+  REQUIRE(alice.connect(server.port(), server.cert_path()));
+
+  alice.send("<message to='bob@localhost' id='n1'><body>for the highest</body></message>");
+  REQUIRE(high->wait_for(message_with_id("n1")));
+  REQUIRE(sync_ping(*low, "s1"));
+  CHECK_FALSE(has_id(low->skipped, "n1"));
+
+  // Equal priorities: the resource that most recently sent presence gets it.
+  auto later = online(server, "bob", "later", 5);
+  alice.send("<message to='bob@localhost' type='normal' id='n2'><body>for the most recent</body></message>");
+  REQUIRE(later->wait_for(message_with_id("n2")));
+  REQUIRE(sync_ping(*high, "s2"));
+  CHECK_FALSE(has_id(high->skipped, "n2"));
+
+  // A chat message still reaches every resource with non-negative priority.
+  alice.send("<message to='bob@localhost' type='chat' id='c1'><body>for everyone</body></message>");
+  REQUIRE(high->wait_for(message_with_id("c1")));
+  REQUIRE(low->wait_for(message_with_id("c1")));
+  REQUIRE(later->wait_for(message_with_id("c1")));
+}
