@@ -2,6 +2,7 @@
 #include "xep/registry.hpp"
 
 #include "xep/xep0030_disco.hpp"
+#include "xep/xep0049_private.hpp"
 #include "xep/xep0054_vcard.hpp"
 #include "xep/xep0092_version.hpp"
 #include "xep/xep0199_ping.hpp"
@@ -16,6 +17,7 @@ const std::vector<api::ModuleFactory>& module_registry() {
       &version::make_module, // XEP-0092 Software Version
       &time::make_module,    // XEP-0202 Entity Time
       &vcard::make_module,   // XEP-0054 vcard-temp
+      &priv::make_module,    // XEP-0049 Private XML Storage
   };
   return registry;
 }
