@@ -4,6 +4,7 @@
 #include "xep/xep0030_disco.hpp"
 #include "xep/xep0049_private.hpp"
 #include "xep/xep0054_vcard.hpp"
+#include "xep/xep0077_register.hpp"
 #include "xep/xep0092_version.hpp"
 #include "xep/xep0199_ping.hpp"
 #include "xep/xep0202_time.hpp"
@@ -18,6 +19,7 @@ const std::vector<api::ModuleFactory>& module_registry() {
       &time::make_module,    // XEP-0202 Entity Time
       &vcard::make_module,   // XEP-0054 vcard-temp
       &priv::make_module,    // XEP-0049 Private XML Storage
+      &reg::make_module,     // XEP-0077 In-Band Registration (off by default)
   };
   return registry;
 }
