@@ -214,7 +214,7 @@ public:
     }
     if (done) {
       try {
-        done(std::move(id), error);
+        done(std::move(id), std::move(error));
       } catch (...) {
         // `done` must not throw; the item is stored whatever it does.
       }

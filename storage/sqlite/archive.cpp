@@ -184,7 +184,8 @@ public:
     if (!done_)
       return;
     try {
-      done_(error ? std::string() : std::move(item_.id), error);
+      std::string id = error ? std::string() : std::move(item_.id); // before `error` is moved from
+      done_(std::move(id), std::move(error));
     } catch (...) {
       // `done` must not throw; the writer goes on whatever it does.
     }

@@ -120,7 +120,7 @@ void Backend::run_batch(std::vector<std::unique_ptr<WriteJob>>& batch) {
   if (committed)
     commits_.fetch_add(1, std::memory_order_relaxed);
   for (std::size_t i = 0; i < batch.size(); ++i)
-    batch[i]->finish(errors[i]);
+    batch[i]->finish(std::move(errors[i]));
 }
 
 bool Backend::execute(std::vector<std::unique_ptr<WriteJob>>& batch, std::vector<std::exception_ptr>& errors) {

@@ -21,7 +21,6 @@
 #include <deque>
 #include <exception>
 #include <functional>
-#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -47,7 +46,8 @@ public:
   // again in a later transaction when another job's failure rolled back the whole one (SQLite does that after some
   // errors), so it must not depend on having run before.
   virtual void run(Connection& c) = 0;
-  // Called once, after the commit (error == nullptr) or with the job's error; must not throw.
+  // Called once, after the commit (error == nullptr) or with the job's error; must not throw. The error is moved
+  // in: the writer keeps no copy.
   virtual void finish(std::exception_ptr error) noexcept = 0;
 
   const std::string& operation() const { return operation_; }
@@ -139,40 +139,55 @@ private:
   std::size_t open_readers_ = 0;
 };
 
-// A synchronous write: runs a function, wakes the caller through a promise.
+// A synchronous write: runs a function, then hands the error (if any) to the waiting caller and wakes it. The writer
+// keeps no reference to the error once the caller is woken, so the caller alone owns (and frees) the exception.
 class Backend::CallJob final : public WriteJob {
 public:
-  CallJob(std::string_view operation, std::size_t bytes, std::function<void(Connection&)> fn)
-      : WriteJob(std::string(operation), bytes, true), fn_(std::move(fn)) {}
-  std::future<void> future() { return done_.get_future(); }
+  struct Waiter {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool done = false;
+    std::exception_ptr error;
+
+    // Returns once finished; throws the job's error.
+    void wait() {
+      std::unique_lock lock(mutex);
+      cv.wait(lock, [&] { return done; });
+      if (error)
+        std::rethrow_exception(std::move(error));
+    }
+  };
+
+  CallJob(std::string_view operation, std::size_t bytes, std::function<void(Connection&)> fn, Waiter& waiter)
+      : WriteJob(std::string(operation), bytes, true), fn_(std::move(fn)), waiter_(waiter) {}
   void run(Connection& c) override { fn_(c); }
   void finish(std::exception_ptr error) noexcept override {
-    if (error)
-      done_.set_exception(error);
-    else
-      done_.set_value();
+    // Notified under the lock: once it is released the caller may return and destroy the waiter.
+    std::lock_guard lock(waiter_.mutex);
+    waiter_.error = std::move(error);
+    waiter_.done = true;
+    waiter_.cv.notify_one();
   }
 
 private:
   std::function<void(Connection&)> fn_;
-  std::promise<void> done_;
+  Waiter& waiter_;
 };
 
 template <typename F>
 auto Backend::write(std::string_view operation, std::size_t bytes, F&& f) -> std::invoke_result_t<F&, Connection&> {
   using R = std::invoke_result_t<F&, Connection&>;
-  // The job refers to f and to the result here: this frame waits until the job is finished.
+  // The job refers to f, to the result and to the waiter here: this frame waits until the job is finished.
+  CallJob::Waiter waiter;
   if constexpr (std::is_void_v<R>) {
-    auto job = std::make_unique<CallJob>(operation, bytes, [&f](Connection& c) { f(c); });
-    auto done = job->future();
-    submit(std::move(job));
-    done.get();
+    submit(std::make_unique<CallJob>(
+        operation, bytes, [&f](Connection& c) { f(c); }, waiter));
+    waiter.wait();
   } else {
     std::optional<R> result;
-    auto job = std::make_unique<CallJob>(operation, bytes, [&f, &result](Connection& c) { result = f(c); });
-    auto done = job->future();
-    submit(std::move(job));
-    done.get();
+    submit(std::make_unique<CallJob>(
+        operation, bytes, [&f, &result](Connection& c) { result = f(c); }, waiter));
+    waiter.wait();
     return std::move(*result);
   }
 }
