@@ -474,7 +474,7 @@ TEMPLATE_TEST_CASE("archive: stores are isolated by name, host and user", "[conf
   d.remove_user("example.org", "alice"); // nothing left: not an error
 }
 
-TEMPLATE_TEST_CASE("archive: payloads are binary-safe; with and kind may be any UTF-8", "[conformance][archive]",
+TEMPLATE_TEST_CASE("archive: payloads are binary-safe, and with and kind may be any UTF-8", "[conformance][archive]",
                    CG_ALL_DRIVERS) {
   TestType env;
   auto mam = env.driver->archive("mam");
@@ -592,7 +592,7 @@ TEMPLATE_TEST_CASE("archive: append_async completes with the id once the item is
                       std::size_t n = mam->query("example.org", "alice", ArchiveQuery{.ids = {id}}).items.size();
                       std::lock_guard lock(mutex);
                       got_id = std::move(id);
-                      got_error = error;
+                      got_error = std::move(error);
                       seen_inside = n;
                       called = true;
                       cv.notify_all();

@@ -45,7 +45,7 @@ public:
       std::lock_guard lock(mutex_);
       if (results_.size() <= index)
         results_.resize(index + 1);
-      results_[index] = Result{std::move(id), error};
+      results_[index] = Result{std::move(id), std::move(error)}; // the storage thread keeps no copy
       ++done_;
       cv_.notify_all();
     };
