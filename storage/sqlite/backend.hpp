@@ -4,7 +4,8 @@
 // far (up to max_batch_jobs / max_batch_bytes), runs them in one BEGIN IMMEDIATE … COMMIT — each job inside its own
 // SAVEPOINT, so a job that fails is rolled back alone and the others still commit — and only after COMMIT returned
 // (with synchronous=FULL: after the WAL was synced) completes each job: a synchronous caller wakes up with its
-// result or its error, an asynchronous one has its callback called on the writer thread. A full queue
+// result or its error, an asynchronous one has its callback called on the writer thread (so callbacks must be short:
+// post the result elsewhere; the next batch waits for them). A full queue
 // (max_pending_writes) blocks the caller: backpressure, not unbounded memory.
 //
 // Reads: a small pool of read connections (up to max_readers, opened on demand), each used by one thread at a time.
