@@ -5,8 +5,8 @@
 // SAVEPOINT, so a job that fails is rolled back alone and the others still commit — and only after COMMIT returned
 // (with synchronous=FULL: after the WAL was synced) completes each job: a synchronous caller wakes up with its
 // result or its error, an asynchronous one has its callback called on the writer thread (so callbacks must be short:
-// post the result elsewhere; the next batch waits for them). A full queue
-// (max_pending_writes) blocks the caller: backpressure, not unbounded memory.
+// post the result elsewhere; the next batch waits for them). A full queue (max_pending_writes) blocks the caller:
+// backpressure, not unbounded memory.
 //
 // Reads: a small pool of read connections (up to max_readers, opened on demand), each used by one thread at a time.
 // In WAL mode they read beside the writer, so a read never waits for a commit; a read that starts after a write was
