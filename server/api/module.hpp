@@ -146,11 +146,11 @@ using IqHandler = std::function<asio::awaitable<IqReply>(const IqRequest&)>;
 
 // A local client session, as modules see it.
 struct SessionInfo {
-  Jid jid;                // full JID
-  bool available = false; // has sent available presence (and not unavailable since)
-  int priority = 0;       // from its last presence
-  std::string peer;       // remote address:port
-  bool secure = false;    // TLS
+  Jid jid;                                             // full JID
+  bool available = false;                              // has sent available presence (and not unavailable since)
+  int priority = 0;                                    // from its last presence
+  std::string peer;                                    // remote address:port
+  bool secure = false;                                 // TLS
   std::chrono::steady_clock::time_point last_activity; // when it bound, or last sent presence
 };
 
