@@ -220,8 +220,16 @@ void TestServer::add_user(const std::string& node, const std::string& password) 
 }
 
 void TestServer::start() {
-  for (const auto& [node, password] : options_.users) {
-    add_user(node, password);
+  // The users are created once; a restart (stop() or a kill, then start()) keeps the data directory.
+  if (!users_added_) {
+    for (const auto& [node, password] : options_.users) {
+      add_user(node, password);
+    }
+    users_added_ = true;
+  }
+  if (stdout_fd_ >= 0) {
+    ::close(stdout_fd_);
+    stdout_fd_ = -1;
   }
   int out_pipe[2];
   if (::pipe(out_pipe) != 0) {
@@ -264,6 +272,17 @@ void TestServer::signal(int sig) {
   if (pid_ > 0) {
     ::kill(pid_, sig);
   }
+}
+
+std::optional<int> TestServer::wait_exit(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) {
+    return std::nullopt;
+  }
+  auto status = wait_child(pid_, timeout);
+  if (status) {
+    pid_ = -1;
+  }
+  return status;
 }
 
 bool TestServer::running() {

@@ -51,6 +51,8 @@ public:
   // SIGTERM and wait for exit; returns the exit status (or -1 on timeout, after SIGKILL).
   int stop(std::chrono::milliseconds timeout = 10s);
   void signal(int sig);
+  // Waits for the server process to exit (after a signal); its status, or nullopt on timeout.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout = 10s);
   bool running();
 
   int port() const { return port_; }
@@ -71,6 +73,7 @@ private:
   int tls_port_ = 0;
   int pid_ = -1;
   int stdout_fd_ = -1;
+  bool users_added_ = false;
 };
 
 // Runs a program to completion with `input` on stdin; returns {status, stdout+stderr}.
