@@ -1,6 +1,7 @@
 // Every module, one line each. Adding a XEP: one file in xep/, one line here.
 #include "xep/registry.hpp"
 
+#include "xep/rfc6121_roster.hpp"
 #include "xep/xep0030_disco.hpp"
 #include "xep/xep0049_private.hpp"
 #include "xep/xep0054_vcard.hpp"
@@ -17,6 +18,7 @@ const std::vector<api::ModuleFactory>& module_registry() {
       &ping::make_module,    // XEP-0199 XMPP Ping
       &version::make_module, // XEP-0092 Software Version
       &time::make_module,    // XEP-0202 Entity Time
+      &roster::make_module,  // RFC 6121 §2 Roster (XEP-0237 versioning)
       &vcard::make_module,   // XEP-0054 vcard-temp
       &priv::make_module,    // XEP-0049 Private XML Storage
       &reg::make_module,     // XEP-0077 In-Band Registration (off by default)
