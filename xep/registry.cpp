@@ -1,6 +1,7 @@
 // Every module, one line each. Adding a XEP: one file in xep/, one line here.
 #include "xep/registry.hpp"
 
+#include "xep/rfc6121_presence.hpp"
 #include "xep/rfc6121_roster.hpp"
 #include "xep/xep0030_disco.hpp"
 #include "xep/xep0049_private.hpp"
@@ -14,14 +15,15 @@ namespace cg::xep {
 
 const std::vector<api::ModuleFactory>& module_registry() {
   static const std::vector<api::ModuleFactory> registry{
-      &disco::make_module,   // XEP-0030 Service Discovery
-      &ping::make_module,    // XEP-0199 XMPP Ping
-      &version::make_module, // XEP-0092 Software Version
-      &time::make_module,    // XEP-0202 Entity Time
-      &roster::make_module,  // RFC 6121 §2 Roster (XEP-0237 versioning)
-      &vcard::make_module,   // XEP-0054 vcard-temp
-      &priv::make_module,    // XEP-0049 Private XML Storage
-      &reg::make_module,     // XEP-0077 In-Band Registration (off by default)
+      &disco::make_module,    // XEP-0030 Service Discovery
+      &ping::make_module,     // XEP-0199 XMPP Ping
+      &version::make_module,  // XEP-0092 Software Version
+      &time::make_module,     // XEP-0202 Entity Time
+      &roster::make_module,   // RFC 6121 §2 Roster (XEP-0237 versioning)
+      &presence::make_module, // RFC 6121 §3–4 Presence and subscriptions
+      &vcard::make_module,    // XEP-0054 vcard-temp
+      &priv::make_module,     // XEP-0049 Private XML Storage
+      &reg::make_module,      // XEP-0077 In-Band Registration (off by default)
   };
   return registry;
 }
