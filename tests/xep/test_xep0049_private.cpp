@@ -137,7 +137,7 @@ TEST_CASE("private: nothing stored → the requested element, empty", "[xep0049]
         canonical(parse_xml("<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query>")));
 }
 
-TEST_CASE("private: a set with several elements stores each; the same name in another namespace is another entry",
+TEST_CASE("private: a set with several elements stores each — the same name in another namespace is another entry",
           "[xep0049][module]") {
   Loaded l;
   // XEP-0049 §2.3: "an IQ set or result MAY contain multiple elements qualified by the same namespace".

@@ -120,7 +120,7 @@ void check_error(const IqReply& reply, const std::string& condition) {
 
 } // namespace
 
-TEST_CASE("register: off by default; the stream feature, the disco feature and the handlers when loaded",
+TEST_CASE("register: off by default — the stream feature, the disco feature and the handlers when loaded",
           "[xep0077][module]") {
   auto module = reg::make_module();
   // Registration is a policy decision (XEP-0077 §11: "a given deployment MAY choose to disable in-band
@@ -151,7 +151,7 @@ TEST_CASE("register: the registration fields (XEP-0077 examples 1, 2)", "[xep007
                                                            "<username/><password/></query>")));
 }
 
-TEST_CASE("register: an account is created; the same name again is a conflict (XEP-0077 examples 4, 5, 6)",
+TEST_CASE("register: an account is created — the same name again is a conflict (XEP-0077 examples 4, 5, 6)",
           "[xep0077][spec]") {
   Loaded l;
   const Element request = parse_stanza(kExample4);
@@ -294,7 +294,7 @@ TEST_CASE("register: no password change over a stream without TLS (XEP-0077 §3.
   CHECK(l.host.password_of("bill").empty());
 }
 
-TEST_CASE("register: <remove/> deletes the account; the result is sent before the sessions close "
+TEST_CASE("register: <remove/> deletes the account — the result is sent before the sessions close "
           "(XEP-0077 examples 13, 14)",
           "[xep0077][spec]") {
   Loaded l;
