@@ -3,13 +3,18 @@
 
 #include "xep/rfc6121_presence.hpp"
 #include "xep/rfc6121_roster.hpp"
+#include "xep/xep0012_last.hpp"
 #include "xep/xep0030_disco.hpp"
 #include "xep/xep0049_private.hpp"
 #include "xep/xep0054_vcard.hpp"
 #include "xep/xep0077_register.hpp"
 #include "xep/xep0092_version.hpp"
+#include "xep/xep0160_offline.hpp"
+#include "xep/xep0191_blocking.hpp"
 #include "xep/xep0199_ping.hpp"
 #include "xep/xep0202_time.hpp"
+#include "xep/xep0280_carbons.hpp"
+#include "xep/xep0313_mam.hpp"
 
 namespace cg::xep {
 
@@ -24,6 +29,11 @@ const std::vector<api::ModuleFactory>& module_registry() {
       &vcard::make_module,    // XEP-0054 vcard-temp
       &priv::make_module,     // XEP-0049 Private XML Storage
       &reg::make_module,      // XEP-0077 In-Band Registration (off by default)
+      &last::make_module,     // XEP-0012 Last Activity
+      &blocking::make_module, // XEP-0191 Blocking Command
+      &mam::make_module,      // XEP-0313 Message Archive Management
+      &carbons::make_module,  // XEP-0280 Message Carbons
+      &offline::make_module,  // XEP-0160 Offline messages
   };
   return registry;
 }
