@@ -1,14 +1,16 @@
-// Account data against the real chatgroupd: XEP-0054 vCards, XEP-0049 private XML storage and XEP-0077 in-band
-// registration — libstrophe clients for the ordinary client path, the raw client where the stream itself matters
-// (features, stream errors, registration before authentication).
+// Account data against the real chatgroupd: XEP-0054 vCards, XEP-0049 private XML storage, XEP-0012 last activity,
+// XEP-0191 blocking and XEP-0077 in-band registration — libstrophe clients for the ordinary client path, the raw
+// client where the stream itself matters (features, stream errors, registration before authentication).
 //
-// Synchronisation without sleeps: one client's stanzas are handled in order, so the answer to an IQ shows that
-// everything the client sent before has been handled.
+// Synchronisation without sleeps: one client's stanzas are handled in order, so the answer to an IQ (or to a
+// blocked message) shows that everything the client sent before has been handled; a ping round trip of another
+// client then shows what reached it.
 #include "tests/integration/harness.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <memory>
 
 using namespace it;
@@ -17,6 +19,9 @@ namespace {
 
 constexpr const char* kVcard = "vcard-temp";
 constexpr const char* kPrivate = "jabber:iq:private";
+constexpr const char* kLast = "jabber:iq:last";
+constexpr const char* kBlocking = "urn:xmpp:blocking";
+constexpr const char* kBlockingErrors = "urn:xmpp:blocking:errors";
 constexpr const char* kRegister = "jabber:iq:register";
 constexpr const char* kRegisterFeature = "http://jabber.org/features/iq-register";
 constexpr const char* kDiscoInfo = "http://jabber.org/protocol/disco#info";
@@ -71,6 +76,48 @@ std::vector<std::string> server_features(StropheClient& c) {
   Element r = iq(c, "get", "<query xmlns='http://jabber.org/protocol/disco#info'/>", "localhost");
   REQUIRE(r.attr("type") == "result");
   return features_of(*r.child("query", kDiscoInfo));
+}
+
+auto message_with_body(const std::string& body) {
+  return [body](const Element& e) { return e.name() == "message" && e.child_text("body") == body; };
+}
+
+auto presence_from(const std::string& from, const std::string& type = "") {
+  return [from, type](const Element& e) {
+    return e.name() == "presence" && e.attr("from") == from && e.attr("type") == type;
+  };
+}
+
+bool received(const std::vector<Element>& list, const std::function<bool(const Element&)>& pred) {
+  return std::any_of(list.begin(), list.end(), pred);
+}
+
+std::int64_t seconds_of(const Element& reply) {
+  REQUIRE(reply.attr("type") == "result");
+  const Element* q = reply.child("query", kLast);
+  REQUIRE(q != nullptr);
+  const auto text = q->attr("seconds");
+  std::int64_t n = -1;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  REQUIRE(ec == std::errc());
+  return n;
+}
+
+// A roster get round trip: the server has handled what this account sent before (roster and presence work of one
+// user is done in order).
+void settle(StropheClient& c) {
+  Element r = iq(c, "get", "<query xmlns='jabber:iq:roster'/>");
+  REQUIRE(r.attr("type") == "result");
+}
+
+// `a` subscribes to `b`'s presence and `b` approves (RFC 6121 §3.1); both online and available.
+void subscribe(StropheClient& a, const std::string& a_bare, StropheClient& b, const std::string& b_bare) {
+  a.send("<presence to='" + b_bare + "' type='subscribe'/>");
+  REQUIRE(b.wait_for(presence_from(a_bare, "subscribe")));
+  b.send("<presence to='" + a_bare + "' type='subscribed'/>");
+  REQUIRE(a.wait_for(presence_from(b_bare, "subscribed")));
+  settle(b);
+  settle(a);
 }
 
 } // namespace
@@ -140,7 +187,7 @@ TEST_CASE("vcard: set and get one's own, another user reads it, nobody else writ
 // ---------------------------------------------------------------------------------------------------------------
 // XEP-0049 private XML storage
 
-TEST_CASE("private: store and retrieve per namespace, from another resource; others and reserved namespaces "
+TEST_CASE("private: store and retrieve per namespace, from another resource — others and reserved namespaces "
           "refused (XEP-0049)",
           "[account][xep0049]") {
   TestServer server(users());
@@ -201,6 +248,230 @@ TEST_CASE("private: store and retrieve per namespace, from another resource; oth
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// XEP-0012 last activity
+
+TEST_CASE("last: the server's uptime — 0 for an online user — forbidden without a presence subscription (XEP-0012)",
+          "[account][xep0012]") {
+  TestServer server(users());
+  server.start();
+  auto alice = connect(server, "alice@localhost/desk");
+  auto bob = connect(server, "bob@localhost/desk");
+  CHECK(contains(server_features(*alice), kLast));
+
+  // §4: to the server, its uptime, without text.
+  Element up = iq(*bob, "get", "<query xmlns='jabber:iq:last'/>", "localhost");
+  CHECK(seconds_of(up) >= 0);
+  CHECK(seconds_of(up) < 120);
+  CHECK(up.child("query", kLast)->children().empty());
+
+  // The user asking about the own account while available: 0 (§2).
+  alice->send("<presence/>");
+  CHECK(seconds_of(iq(*alice, "get", "<query xmlns='jabber:iq:last'/>")) == 0);
+  // Bob is not subscribed to Alice's presence: forbidden (§2, §7) — whether she is online or not.
+  CHECK(error_condition(iq(*bob, "get", "<query xmlns='jabber:iq:last'/>", "alice@localhost")) == "forbidden");
+  alice->disconnect();
+  CHECK(error_condition(iq(*bob, "get", "<query xmlns='jabber:iq:last'/>", "alice@localhost")) == "forbidden");
+}
+
+TEST_CASE("last: a subscribed contact learns how long ago the user logged out, and their last status (XEP-0012 §2)",
+          "[account][xep0012][presence]") {
+  TestServer server(users());
+  server.start();
+  auto alice = connect(server, "alice@localhost/desk");
+  auto bob = connect(server, "bob@localhost/desk");
+  alice->send("<presence/>");
+  bob->send("<presence/>");
+  subscribe(*bob, "bob@localhost", *alice, "alice@localhost"); // Bob sees Alice's presence
+
+  // Online: 0.
+  Element online = iq(*bob, "get", "<query xmlns='jabber:iq:last'/>", "alice@localhost");
+  CHECK(seconds_of(online) == 0);
+  // Alice says goodbye and leaves; Bob sees her go.
+  alice->send("<presence type='unavailable'><status>Heading Home</status></presence>");
+  REQUIRE(bob->wait_for(presence_from("alice@localhost/desk", "unavailable")));
+  alice->disconnect();
+  REQUIRE(wait_for_log(server, "alice@localhost/desk disconnected"));
+  Element gone = iq(*bob, "get", "<query xmlns='jabber:iq:last'/>", "alice@localhost");
+  CHECK(seconds_of(gone) <= 5);
+  CHECK(gone.child("query", kLast)->text() == "Heading Home");
+  // Carol, not subscribed, learns nothing.
+  auto carol = connect(server, "carol@localhost/desk");
+  CHECK(error_condition(iq(*carol, "get", "<query xmlns='jabber:iq:last'/>", "alice@localhost")) == "forbidden");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// XEP-0191 blocking
+
+TEST_CASE("blocking: a blocked user's messages, presence and IQs stop — the user's own are refused with <blocked/> — "
+          "pushes — unblock restores (XEP-0191)",
+          "[account][xep0191]") {
+  TestServer server(users());
+  server.start();
+  auto phone = connect(server, "alice@localhost/phone");
+  auto laptop = connect(server, "alice@localhost/laptop");
+  auto bob = connect(server, "bob@localhost/desk");
+  auto carol = connect(server, "carol@localhost/desk");
+  for (auto* c : {phone.get(), laptop.get(), bob.get(), carol.get()}) {
+    c->send("<presence/>");
+    REQUIRE(sync_ping(*c));
+  }
+  CHECK(contains(server_features(*phone), kBlocking));
+
+  // The laptop asks for the blocklist (and so gets pushes); the phone does not.
+  Element list = iq(*laptop, "get", "<blocklist xmlns='urn:xmpp:blocking'/>");
+  REQUIRE(list.attr("type") == "result");
+  CHECK(list.child("blocklist", kBlocking)->children().empty());
+
+  // Before: Bob's message arrives.
+  bob->send("<message to='alice@localhost' type='chat'><body>before</body></message>");
+  REQUIRE(phone->wait_for(message_with_body("before")));
+
+  CHECK(iq(*phone, "set", "<block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></block>").attr("type") ==
+        "result");
+  // §5.3: the push reaches the resource that asked for the list.
+  auto push = laptop->wait_for([](const Element& e) {
+    return e.name() == "iq" && e.attr("type") == "set" && e.child("block", kBlocking) != nullptr;
+  });
+  REQUIRE(push);
+  REQUIRE(push->child("block", kBlocking)->child("item", kBlocking) != nullptr);
+  CHECK(push->child("block", kBlocking)->child("item", kBlocking)->attr("jid") == "bob@localhost");
+  laptop->send("<iq type='result' id='" + std::string(push->attr("id")) + "'/>");
+  Element listed = iq(*laptop, "get", "<blocklist xmlns='urn:xmpp:blocking'/>");
+  REQUIRE(listed.child("blocklist", kBlocking)->child("item", kBlocking) != nullptr);
+  CHECK(listed.child("blocklist", kBlocking)->child("item", kBlocking)->attr("jid") == "bob@localhost");
+
+  // Bob's directed presence is dropped without a word; his message gets service-unavailable (after the presence:
+  // one stream is handled in order), and his IQ to Alice's account too.
+  bob->send("<presence to='alice@localhost/phone'><status>hello?</status></presence>");
+  bob->send("<message to='alice@localhost' type='chat' id='m-blocked'><body>blocked</body></message>");
+  auto bounced = bob->wait_for([](const Element& e) { return e.name() == "message" && e.attr("id") == "m-blocked"; });
+  REQUIRE(bounced);
+  CHECK(bounced->attr("type") == "error");
+  CHECK(error_condition(*bounced) == "service-unavailable");
+  CHECK(error_condition(iq(*bob, "get", "<vCard xmlns='vcard-temp'/>", "alice@localhost")) == "service-unavailable");
+  CHECK(error_condition(iq(*bob, "get", "<ping xmlns='urn:xmpp:ping'/>", "alice@localhost/phone")) ==
+        "service-unavailable");
+  REQUIRE(sync_ping(*phone));
+  REQUIRE(sync_ping(*laptop));
+  for (auto* c : {phone.get(), laptop.get()}) {
+    CHECK_FALSE(received(c->received, message_with_body("blocked")));
+    CHECK_FALSE(received(c->received, presence_from("bob@localhost/desk")));
+  }
+  // Carol is not blocked.
+  carol->send("<message to='alice@localhost' type='chat'><body>from carol</body></message>");
+  CHECK(phone->wait_for(message_with_body("from carol")));
+
+  // Alice's own stanzas to Bob: not-acceptable with <blocked xmlns='urn:xmpp:blocking:errors'/>, not delivered.
+  phone->send("<message to='bob@localhost' type='chat' id='to-bob'><body>psst</body></message>");
+  auto refused = phone->wait_for([](const Element& e) { return e.name() == "message" && e.attr("id") == "to-bob"; });
+  REQUIRE(refused);
+  CHECK(refused->attr("type") == "error");
+  CHECK(error_condition(*refused) == "not-acceptable");
+  REQUIRE(refused->child("error") != nullptr);
+  CHECK(has_child(*refused->child("error"), "blocked", kBlockingErrors));
+  REQUIRE(sync_ping(*bob));
+  CHECK_FALSE(received(bob->received, message_with_body("psst")));
+
+  // Unblock: the push, then Bob gets through again and Alice reaches him.
+  CHECK(iq(*phone, "set", "<unblock xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></unblock>").attr("type") ==
+        "result");
+  auto unpush = laptop->wait_for([](const Element& e) {
+    return e.name() == "iq" && e.attr("type") == "set" && e.child("unblock", kBlocking) != nullptr;
+  });
+  REQUIRE(unpush);
+  CHECK(unpush->child("unblock", kBlocking)->child("item", kBlocking)->attr("jid") == "bob@localhost");
+  bob->send("<message to='alice@localhost' type='chat'><body>after</body></message>");
+  CHECK(phone->wait_for(message_with_body("after")));
+  phone->send("<message to='bob@localhost' type='chat'><body>welcome back</body></message>");
+  CHECK(bob->wait_for(message_with_body("welcome back")));
+}
+
+TEST_CASE("blocking: the block outlives the session and a restart, covers a whole domain, and unblock-all lifts it "
+          "(XEP-0191)",
+          "[account][xep0191]") {
+  TestServer server(users());
+  server.start();
+  {
+    auto alice = connect(server, "alice@localhost/phone");
+    CHECK(iq(*alice, "set",
+             "<block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/>"
+             "<item jid='example.org'/></block>")
+              .attr("type") == "result");
+    alice->disconnect();
+  }
+  // Alice is offline: Bob's message is refused, not kept for her.
+  auto bob = connect(server, "bob@localhost/desk");
+  bob->send("<message to='alice@localhost' type='chat' id='offline'><body>while away</body></message>");
+  auto bounced = bob->wait_for([](const Element& e) { return e.name() == "message" && e.attr("id") == "offline"; });
+  REQUIRE(bounced);
+  CHECK(error_condition(*bounced) == "service-unavailable");
+
+  // And after a restart: the blocklists are read back from storage when the server starts.
+  bob->disconnect();
+  REQUIRE(server.stop() == 0);
+  server.start();
+  bob = connect(server, "bob@localhost/desk");
+  bob->send("<message to='alice@localhost' type='chat' id='restarted'><body>after restart</body></message>");
+  bounced = bob->wait_for([](const Element& e) { return e.name() == "message" && e.attr("id") == "restarted"; });
+  REQUIRE(bounced);
+  CHECK(error_condition(*bounced) == "service-unavailable");
+
+  auto alice = connect(server, "alice@localhost/phone");
+  alice->send("<presence/>");
+  REQUIRE(sync_ping(*alice));
+  CHECK_FALSE(received(alice->received, message_with_body("while away")));
+  CHECK_FALSE(received(alice->received, message_with_body("after restart")));
+  Element list = iq(*alice, "get", "<blocklist xmlns='urn:xmpp:blocking'/>");
+  std::vector<std::string> items;
+  for (const auto* i : list.child("blocklist", kBlocking)->children("item", kBlocking)) {
+    items.emplace_back(i->attr("jid"));
+  }
+  CHECK(items == std::vector<std::string>{"bob@localhost", "example.org"});
+  // A domain item covers every address at it (§4): the error comes back at once (no s2s attempt).
+  Element remote = iq(*alice, "get", "<ping xmlns='urn:xmpp:ping'/>", "someone@chat.example.org");
+  CHECK(error_condition(remote) == "not-acceptable");
+
+  CHECK(iq(*alice, "set", "<unblock xmlns='urn:xmpp:blocking'/>").attr("type") == "result");
+  CHECK(iq(*alice, "get", "<blocklist xmlns='urn:xmpp:blocking'/>").child("blocklist", kBlocking)->children().empty());
+  bob->send("<message to='alice@localhost' type='chat'><body>again</body></message>");
+  CHECK(alice->wait_for(message_with_body("again")));
+}
+
+TEST_CASE("blocking: a blocked contact who had the user's presence gets unavailable, and the presence again on "
+          "unblock (XEP-0191 §5.3, §5.4)",
+          "[account][xep0191][presence]") {
+  TestServer server(users());
+  server.start();
+  auto alice = connect(server, "alice@localhost/phone");
+  auto bob = connect(server, "bob@localhost/desk");
+  alice->send("<presence><status>in the garden</status></presence>");
+  bob->send("<presence/>");
+  subscribe(*bob, "bob@localhost", *alice, "alice@localhost"); // Bob sees Alice's presence
+  alice->send("<presence><status>in the garden</status></presence>");
+  REQUIRE(bob->wait_for(presence_from("alice@localhost/phone")));
+  settle(*alice);
+  REQUIRE(sync_ping(*bob));
+  bob->received.clear();
+
+  CHECK(iq(*alice, "set", "<block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></block>").attr("type") ==
+        "result");
+  CHECK(bob->wait_for(presence_from("alice@localhost/phone", "unavailable")));
+  // While blocked, Alice's presence changes do not reach Bob.
+  alice->send("<presence><status>still here</status></presence>");
+  settle(*alice);
+  REQUIRE(sync_ping(*bob));
+  CHECK_FALSE(received(bob->received, [](const Element& e) {
+    return e.name() == "presence" && e.child_text("status") == "still here";
+  }));
+
+  CHECK(iq(*alice, "set", "<unblock xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></unblock>").attr("type") ==
+        "result");
+  auto back = bob->wait_for(presence_from("alice@localhost/phone"));
+  REQUIRE(back);
+  CHECK(back->child_text("status") == "still here");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // XEP-0077 in-band registration
 
 TEST_CASE("register: off by default — no stream feature, a pre-authentication IQ ends the stream, no in-band "
@@ -224,8 +495,8 @@ TEST_CASE("register: off by default — no stream feature, a pre-authentication 
   CHECK(error_condition(change) == "service-unavailable");
 }
 
-TEST_CASE("register: on — offered after TLS only; register, log in, conflict, rate limit per address; change the "
-          "password; remove the account (XEP-0077)",
+TEST_CASE("register: on — offered after TLS only — register, log in, conflict, rate limit per address — change the "
+          "password — remove the account (XEP-0077)",
           "[account][xep0077]") {
   TestServer server(users(ServerOptions()
                               .set("modules", "enabled", "[\"disco\", \"ping\", \"register\"]")

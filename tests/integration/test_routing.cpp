@@ -17,6 +17,14 @@ ServerOptions users_alice_bob(ServerOptions opts = {}) {
   return opts;
 }
 
+// The core's own answers when nobody can take a message: without the offline module (XEP-0160), which would
+// otherwise store it (tests/integration/test_offline_mam_carbons.cpp covers that path).
+ServerOptions without_offline_storage() {
+  ServerOptions opts = users_alice_bob();
+  opts.set("modules", "enabled", R"(["disco", "ping", "version", "time", "roster", "presence"])");
+  return opts;
+}
+
 // A raw client logged in and bound; sends initial presence (with <priority/> when `priority` is not 0) unless
 // `presence` is false, then syncs with a ping so that the presence is in effect.
 std::unique_ptr<RawClient> online(const TestServer& server, const std::string& user, const std::string& resource,
@@ -195,7 +203,7 @@ TEST_CASE("bind: c2s.max_resources = 2 refuses a third resource with resource-co
 
 TEST_CASE("a message to the bare JID reaches every available resource with priority >= 0 (RFC 6121 §8.5.2.1.1)",
           "[routing]") {
-  TestServer server(users_alice_bob());
+  TestServer server(without_offline_storage());
   server.start();
   auto high = online(server, "bob", "high", 5);
   auto zero = online(server, "bob", "zero", 0);
@@ -296,7 +304,7 @@ TEST_CASE("'from' is stamped with the sender's full JID and a spoofed 'from' is 
 TEST_CASE("no available resource: chat and normal get service-unavailable, headline and error are dropped "
           "(RFC 6121 §8.5.2.2)",
           "[routing]") {
-  TestServer server(users_alice_bob());
+  TestServer server(without_offline_storage());
   server.start();
   StropheClient alice("alice@localhost/phone", "alice-pw");
   REQUIRE(alice.connect(server.port(), server.cert_path()));
@@ -664,7 +672,7 @@ TEST_CASE("a groupchat message to a user's bare or full JID gets service-unavail
 TEST_CASE("messages to an account are handled in the order they were sent, also while it is looked up "
           "(RFC 6120 §10.1)",
           "[routing]") {
-  TestServer server(users_alice_bob());
+  TestServer server(without_offline_storage());
   server.start();
   RawClient alice;
   alice.login(server.port(), "alice", "alice-pw", "phone");
