@@ -3,7 +3,11 @@
 //
 // Archiving happens in stanza handlers, which cannot wait for storage: the archive id is generated here, the
 // <stanza-id/> goes into the message at once, and the item is appended in the background (append_async keeps the
-// order of the calls). What the decision needs — the user's XEP-0441 preferences and, for default='roster', the
+// order of the calls). What reads an archive (a query, the metadata) first waits until every append to that archive
+// issued before it arrived has completed: a client that received a message with a <stanza-id/> and then queries sees
+// that message (XEP-0313 §3.5 adds the id "when a message is archived"). Appends in flight are counted per archive;
+// their completions (on the storage writer thread) are handed to the module's executor, which releases the readers
+// waiting for them. What the decision needs — the user's XEP-0441 preferences and, for default='roster', the
 // user's roster — is kept in memory: every stored preference is read when the module loads, and the roster of each
 // user whose default is 'roster' is read then, when the preference is set, and again when it is older than a
 // minute; roster changes that modules announce (roster::ItemChanged) update it at once.
@@ -18,20 +22,29 @@
 #include "xep/xep0160_offline.hpp"
 #include "xep/xep0280_carbons.hpp"
 
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
 #include <sys/random.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <stdexcept>
+#include <type_traits>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -341,6 +354,22 @@ struct RosterCache {
 
 constexpr auto kRosterRefresh = std::chrono::seconds(60);
 constexpr auto kPurgeInterval = std::chrono::hours(24);
+// The longest a reader waits for the appends in flight before it reads what the archive holds (a storage that slow
+// is failing; the reader is answered rather than kept waiting).
+constexpr auto kAppendWait = std::chrono::seconds(15);
+
+// A reader of an archive waiting for appends in flight.
+struct AppendWaiter {
+  std::uint64_t upto = 0;         // every append with a sequence number <= upto must have completed
+  std::function<void(bool)> wake; // resumes the reader (true: the appends completed, false: timed out); called
+                                  // once, by whoever took the waiter out of its archive's list
+};
+
+// The appends in flight to one archive and the readers waiting for them.
+struct Appends {
+  std::set<std::uint64_t> pending; // sequence numbers, issued in increasing order (completions come in any order)
+  std::vector<std::shared_ptr<AppendWaiter>> waiters;
+};
 
 struct State {
   explicit State(api::ModuleContext& c)
@@ -360,7 +389,122 @@ struct State {
   std::unordered_set<std::string> trimming;
   std::optional<std::chrono::steady_clock::time_point> last_purge;
   bool purging = false;
+
+  std::mutex appends_mutex;
+  std::uint64_t last_append = 0;                    // the sequence number of the latest append issued
+  std::unordered_map<std::string, Appends> appends; // by user; only archives with appends in flight or waiters
 };
+
+// --- appends in flight ---------------------------------------------------------------------------------------------
+
+// Registers an append to `node`'s archive about to be issued; returns its sequence number.
+std::uint64_t begin_append(State& st, const std::string& node) {
+  std::lock_guard lock(st.appends_mutex);
+  const std::uint64_t seq = ++st.last_append;
+  st.appends[node].pending.insert(seq);
+  return seq;
+}
+
+// The append `seq` to `node`'s archive has completed (stored or failed): wakes the readers that waited only for it
+// and earlier ones.
+void end_append(State& st, const std::string& node, std::uint64_t seq) {
+  std::vector<std::shared_ptr<AppendWaiter>> ready;
+  {
+    std::lock_guard lock(st.appends_mutex);
+    auto it = st.appends.find(node);
+    if (it == st.appends.end()) {
+      return;
+    }
+    Appends& a = it->second;
+    a.pending.erase(seq);
+    const std::uint64_t oldest = a.pending.empty() ? std::numeric_limits<std::uint64_t>::max() : *a.pending.begin();
+    std::vector<std::shared_ptr<AppendWaiter>> still;
+    for (auto& w : a.waiters) {
+      if (w->upto < oldest) {
+        ready.push_back(std::move(w));
+      } else {
+        still.push_back(std::move(w));
+      }
+    }
+    a.waiters = std::move(still);
+    if (a.pending.empty() && a.waiters.empty()) {
+      st.appends.erase(it);
+    }
+  }
+  for (const auto& w : ready) {
+    w->wake(true);
+  }
+}
+
+// Takes `w` out of `node`'s list; false when it is no longer there (woken already).
+bool take_waiter(State& st, const std::string& node, const std::shared_ptr<AppendWaiter>& w) {
+  std::lock_guard lock(st.appends_mutex);
+  auto it = st.appends.find(node);
+  if (it == st.appends.end()) {
+    return false;
+  }
+  auto& waiters = it->second.waiters;
+  auto found = std::find(waiters.begin(), waiters.end(), w);
+  if (found == waiters.end()) {
+    return false;
+  }
+  waiters.erase(found);
+  if (it->second.pending.empty() && waiters.empty()) {
+    st.appends.erase(it);
+  }
+  return true;
+}
+
+// Completes (with true) once every append to `node`'s archive issued before the call has completed, stored or
+// failed — at once when none is in flight — or after kAppendWait (with false). Completion handlers run on their
+// associated executor (a coroutine resumes on its own).
+template <typename Token>
+auto async_wait_appends(std::shared_ptr<State> st, std::string node, Token&& token) {
+  auto initiate = [](auto handler, std::shared_ptr<State> st, std::string node) {
+    using Handler = std::decay_t<decltype(handler)>;
+    auto h = std::make_shared<Handler>(std::move(handler));
+    auto resume = [st, h](bool settled) {
+      auto ex = asio::get_associated_executor(*h, st->ctx.executor());
+      asio::post(ex, [h, settled] { (*h)(settled); });
+    };
+    std::unique_lock lock(st->appends_mutex);
+    auto it = st->appends.find(node);
+    if (it == st->appends.end() || it->second.pending.empty()) {
+      lock.unlock();
+      resume(true);
+      return;
+    }
+    // The bound is a timer on a strand of its own: whoever wakes the waiter (on any thread) cancels it there.
+    auto strand = asio::make_strand(st->ctx.executor());
+    auto timer = std::make_shared<asio::steady_timer>(strand, kAppendWait);
+    auto w = std::make_shared<AppendWaiter>();
+    w->upto = st->last_append;
+    w->wake = [resume, strand, timer](bool settled) {
+      asio::post(strand, [timer] { timer->cancel(); });
+      resume(settled);
+    };
+    it->second.waiters.push_back(w);
+    // Posted before the lock is released, so before any cancel a waker can post (the strand keeps their order).
+    asio::post(strand, [st, node, w, timer] {
+      timer->async_wait([st, node, w](const boost::system::error_code& ec) {
+        if (!ec && take_waiter(*st, node, w)) {
+          w->wake(false);
+        }
+      });
+    });
+  };
+  return asio::async_initiate<Token, void(bool)>(std::move(initiate), token, std::move(st), std::move(node));
+}
+
+// Waits (bounded) until the appends to `node`'s archive issued so far have completed: what the reader reads then
+// includes every message whose <stanza-id/> has been handed out.
+asio::awaitable<void> settle_appends(std::shared_ptr<State> st, std::string node) {
+  const bool settled = co_await async_wait_appends(st, node, asio::use_awaitable);
+  if (!settled) {
+    st->ctx.log().warn("mam: archiving for {}@{} has not completed within {} s; the query reads what is stored", node,
+                       st->ctx.host(), std::chrono::duration_cast<std::chrono::seconds>(kAppendWait).count());
+  }
+}
 
 // --- the archiving decision ----------------------------------------------------------------------------------------
 
@@ -522,22 +666,37 @@ void archive(const std::shared_ptr<State>& st, api::StanzaEvent& ev, const Jid& 
   sid.set_attr("id", id);
   sid.set_attr("by", by);
   const std::string node = user.node();
-  storage::ArchiveStore::AppendDone done = [st, node](std::string, std::exception_ptr error) {
-    if (error) {
-      try {
-        std::rethrow_exception(error);
-      } catch (const std::exception& e) {
-        st->ctx.log().error("mam: archiving a message of {}@{} failed: {}", node, st->ctx.host(), e.what());
-      } catch (...) {
-      }
+  // Counted in flight before the message goes on (a reader from now on waits for it) until its completion, stored or
+  // failed, has reached the module's executor. Exactly once: `done` and a throwing append_async race for `finished`.
+  const std::uint64_t seq = begin_append(*st, node);
+  auto finished = std::make_shared<std::atomic<bool>>(false);
+  storage::ArchiveStore::AppendDone done = [st, node, seq, finished](std::string, std::exception_ptr error) {
+    if (finished->exchange(true)) {
       return;
     }
-    schedule_trim(st, node);
+    // On the storage writer thread: only hand over.
+    asio::post(st->ctx.executor(), [st, node, seq, error] {
+      end_append(*st, node, seq);
+      if (error) {
+        try {
+          std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+          st->ctx.log().error("mam: archiving a message of {}@{} failed: {}", node, st->ctx.host(), e.what());
+        } catch (...) {
+          st->ctx.log().error("mam: archiving a message of {}@{} failed", node, st->ctx.host());
+        }
+        return;
+      }
+      schedule_trim(st, node);
+    });
   };
   try {
     st->store->append_async(st->ctx.host(), node, std::move(item), std::move(done));
   } catch (const std::exception& e) {
     st->ctx.log().error("mam: archiving a message of {}@{} failed: {}", node, st->ctx.host(), e.what());
+    if (!finished->exchange(true)) {
+      end_append(*st, node, seq);
+    }
   }
   if (st->retention_days > 0) {
     asio::co_spawn(st->ctx.executor(), purge_if_due(st), asio::detached);
@@ -742,6 +901,9 @@ asio::awaitable<IqReply> handle_query(std::shared_ptr<State> st, const api::IqRe
 
   const std::string host = st->ctx.host();
   const std::string node = req.to.node();
+  // XEP-0313 §3.5: the <stanza-id/> is added "when a message is archived" — every id handed out before this query
+  // arrived names a message the query finds (also as an RSM <after/> or an after-id).
+  co_await settle_appends(st, node);
   Result result;
   std::optional<StanzaError> failure;
   std::function<void()> job = [&] {
@@ -820,6 +982,7 @@ asio::awaitable<IqReply> handle_query(std::shared_ptr<State> st, const api::IqRe
 asio::awaitable<IqReply> handle_metadata(std::shared_ptr<State> st, const api::IqRequest& req) {
   const std::string host = st->ctx.host();
   const std::string node = req.to.node();
+  co_await settle_appends(st, node); // the last message delivered is the last one here
   storage::ArchivePage first;
   storage::ArchivePage last;
   std::function<void()> job = [&] {

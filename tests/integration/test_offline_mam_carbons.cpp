@@ -162,18 +162,6 @@ std::size_t archive_count(RawClient& c) {
   return static_cast<std::size_t>(std::stoul(a.set("count")));
 }
 
-// Archiving is written in the background (the message is delivered first): wait until the archive holds `n`
-// messages — each round is one query answered by the server, no sleeping.
-bool wait_archive_count(RawClient& c, std::size_t n, std::chrono::milliseconds timeout = 20s) {
-  auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    if (archive_count(c) >= n) {
-      return archive_count(c) == n;
-    }
-  }
-  return false;
-}
-
 } // namespace
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -336,9 +324,11 @@ TEST_CASE("mam: 1,000 messages paged forwards and backwards with every filter �
     delivered.emplace_back(stanza_id(*m, "bob@localhost")->attr("id"));
   }
   CHECK(std::set<std::string>(delivered.begin(), delivered.end()).size() == delivered.size());
+  // Everything delivered is in the archive, at once (XEP-0313 §3.5: the <stanza-id/> is added when the message is
+  // archived).
   const std::size_t total = delivered.size();
-  REQUIRE(wait_archive_count(*bob, total));
-  REQUIRE(wait_archive_count(alice, kAlice)); // alice's outgoing messages are in her own archive
+  REQUIRE(archive_count(*bob) == total);
+  REQUIRE(archive_count(alice) == kAlice); // alice's outgoing messages are in her own archive
 
   {
     // Forwards: <after/> the last id of each page, until complete; the archive ids are the stanza-ids.
@@ -522,8 +512,78 @@ TEST_CASE("mam: archiving preferences never, always and roster (XEP-0441)", "[ma
   CHECK_FALSE(archived(alice));
   CHECK(archived(carol));
 
-  // What the archive holds: exactly the messages that were marked.
-  REQUIRE(wait_archive_count(*bob, 4));
+  // What the archive holds: exactly the messages that were marked — the last one received just now included.
+  CHECK(archive_count(*bob) == 4);
+}
+
+TEST_CASE("mam: a delivered message is in the archive at once — a query right after it arrives finds it by its "
+          "stanza-id, counts it, and the sender's archive holds it too (XEP-0313 §3.5, XEP-0359)",
+          "[mam]") {
+  TestServer server(with_users({"alice", "bob"}));
+  server.start();
+  auto bob = online(server, "bob", "desk");
+  RawClient alice;
+  alice.login(server.port(), "alice", "alice-pw", "phone");
+
+  // Bursts of pipelined messages; right after the last of each burst has arrived (nothing in between: no ping, no
+  // wait) bob queries his archive by the ids he was just given, and alice hers.
+  constexpr int kRounds = 8;
+  constexpr int kBurst = 25;
+  std::vector<std::string> delivered;
+  for (int round = 0; round < kRounds; ++round) {
+    INFO("round " << round);
+    std::string batch;
+    for (int i = 0; i < kBurst; ++i) {
+      batch += "<message to='bob@localhost' type='chat' id='b" + std::to_string(round) + "-" + std::to_string(i) +
+               "'><body>" + std::to_string(i) + "</body></message>";
+    }
+    alice.send(batch);
+    for (int i = 0; i < kBurst; ++i) {
+      auto m = bob->wait_for(is_chat_message);
+      REQUIRE(m);
+      REQUIRE(m->attr("id") == "b" + std::to_string(round) + "-" + std::to_string(i));
+      const Element* sid = stanza_id(*m, "bob@localhost");
+      REQUIRE(sid != nullptr);
+      delivered.emplace_back(sid->attr("id"));
+    }
+    const std::string& last = delivered.back();
+    const std::string& before_last = delivered[delivered.size() - 2];
+
+    // RSM <after/> the last-but-one id: exactly the last message (an id the server handed out is never
+    // item-not-found, XEP-0313 §4.3.2), and the count is everything delivered.
+    auto next = mam_ok(*bob, rsm("<max>10</max><after>" + before_last + "</after>"));
+    CHECK(next.ids() == std::vector<std::string>{last});
+    CHECK(next.complete());
+    CHECK(next.set("count") == std::to_string(delivered.size()));
+    // The same through the form's after-id, and the last id alone through 'ids'.
+    CHECK(mam_ok(*bob, form(field("after-id", before_last))).ids() == std::vector<std::string>{last});
+    CHECK(mam_ok(*bob, form("<field var='ids'><value>" + last + "</value></field>")).ids() ==
+          std::vector<std::string>{last});
+    // The last page ends with it; the count does not change from one query to the next.
+    auto tail = mam_ok(*bob, rsm("<max>3</max><before/>"));
+    CHECK(tail.ids() == std::vector<std::string>(delivered.end() - 3, delivered.end()));
+    CHECK(tail.set("count") == std::to_string(delivered.size()));
+    // Metadata: the last archived message is the last delivered.
+    auto md = bob->iq("<iq type='get' id='md" + std::to_string(round) + "'><metadata xmlns='urn:xmpp:mam:2'/></iq>",
+                      "md" + std::to_string(round));
+    REQUIRE(md);
+    REQUIRE(md->child("metadata", kMam) != nullptr);
+    REQUIRE(md->child("metadata", kMam)->child("end", kMam) != nullptr);
+    CHECK(md->child("metadata", kMam)->child("end", kMam)->attr("id") == last);
+
+    // The sender's archive: every message sent, the last one last.
+    auto sent = mam_ok(alice, rsm("<max>1</max><before/>"));
+    CHECK(sent.set("count") == std::to_string(delivered.size()));
+    REQUIRE(sent.results.size() == 1);
+    const Element* original =
+        sent.results.front().child("result", kMam)->child("forwarded", kForward)->child("message", cg::xml::ns::client);
+    REQUIRE(original != nullptr);
+    CHECK(original->attr("id") == "b" + std::to_string(round) + "-" + std::to_string(kBurst - 1));
+  }
+  // And the whole archive, once, in delivery order.
+  auto all = mam_ok(*bob, rsm("<max>250</max>"));
+  CHECK(all.ids() == delivered);
+  CHECK(all.complete());
 }
 
 // ---------------------------------------------------------------------------------------------------------------
