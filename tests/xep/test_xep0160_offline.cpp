@@ -214,7 +214,8 @@ TEST_CASE("offline: messages are delivered in the order they arrived, once, to t
   CHECK(f.host.sent().empty());
 }
 
-TEST_CASE("offline: only a session's first available presence delivers — a session that ends starts over", "[xep0160]") {
+TEST_CASE("offline: only a session's first available presence delivers — a session that ends starts over",
+          "[xep0160]") {
   Fixture f;
   f.host.add_session(session(kBalcony, true, 0));
   f.presence(kBalcony);
