@@ -41,14 +41,15 @@ struct FileCloser {
   }
 };
 
-// XEP-0368: clients on the direct TLS port may offer ALPN "xmpp-client"; accept it, and accept clients that send
-// no ALPN at all.
+// XEP-0368: clients on the direct TLS port may offer ALPN "xmpp-client", servers "xmpp-server" (`arg` is non-null
+// for the s2s context); accept it, and accept peers that send no ALPN at all.
 int alpn_select(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned int inlen,
-                void*) {
+                void* arg) {
   static const unsigned char kXmppClient[] = "\x0bxmpp-client";
+  static const unsigned char kXmppServer[] = "\x0bxmpp-server";
+  const unsigned char* ours = arg != nullptr ? kXmppServer : kXmppClient;
   unsigned char* selected = nullptr;
-  if (SSL_select_next_proto(&selected, outlen, kXmppClient, sizeof kXmppClient - 1, in, inlen) ==
-      OPENSSL_NPN_NEGOTIATED) {
+  if (SSL_select_next_proto(&selected, outlen, ours, sizeof kXmppClient - 1, in, inlen) == OPENSSL_NPN_NEGOTIATED) {
     *out = selected;
     return SSL_TLSEXT_ERR_OK;
   }
@@ -129,8 +130,8 @@ void make_self_signed(const std::vector<std::string>& hosts, const std::string& 
 
 TlsManager::TlsManager(TlsSettings settings) : settings_(std::move(settings)) {}
 
-SslCtxPtr TlsManager::build() const {
-  SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
+SslCtxPtr TlsManager::build_one(bool server, bool s2s) const {
+  SslCtxPtr ctx(SSL_CTX_new(server ? TLS_server_method() : TLS_client_method()), SSL_CTX_free);
   if (!ctx) {
     throw TlsError("cannot create a TLS context: " + openssl_error());
   }
@@ -141,8 +142,10 @@ SslCtxPtr TlsManager::build() const {
   SSL_CTX_set_mode(ctx.get(),
                    SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   SSL_CTX_set_cipher_list(ctx.get(), "HIGH:!aNULL:!eNULL:!MD5:!RC4:!3DES:!SHA1:!kRSA");
-  SSL_CTX_set_alpn_select_cb(ctx.get(), alpn_select, nullptr);
-  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_SERVER);
+  if (server) {
+    SSL_CTX_set_alpn_select_cb(ctx.get(), alpn_select, s2s ? ctx.get() : nullptr);
+    SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_SERVER);
+  }
   if (SSL_CTX_use_certificate_chain_file(ctx.get(), cert_path_.c_str()) != 1) {
     throw TlsError("cannot load the certificate " + cert_path_ + ": " + openssl_error());
   }
@@ -152,7 +155,23 @@ SslCtxPtr TlsManager::build() const {
   if (SSL_CTX_check_private_key(ctx.get()) != 1) {
     throw TlsError("the private key " + key_path_ + " does not match the certificate " + cert_path_);
   }
+  if (s2s) {
+    if (settings_.system_trust && SSL_CTX_set_default_verify_paths(ctx.get()) != 1) {
+      throw TlsError("cannot load the system's trusted certificates: " + openssl_error());
+    }
+    if (!settings_.ca_file.empty() &&
+        SSL_CTX_load_verify_locations(ctx.get(), settings_.ca_file.c_str(), nullptr) != 1) {
+      throw TlsError("cannot load the CA file " + settings_.ca_file + " (s2s.ca_file): " + openssl_error());
+    }
+    // The handshake goes on whatever the peer's certificate: its verification result is read afterwards
+    // (verify_peer), because an unverified peer may still authenticate with dialback (XEP-0220).
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
+  }
   return ctx;
+}
+
+TlsManager::Contexts TlsManager::build() const {
+  return {build_one(true, false), build_one(true, true), build_one(false, true)};
 }
 
 void TlsManager::load() {
@@ -190,7 +209,105 @@ std::string TlsManager::reload() {
 
 SslCtxPtr TlsManager::context() const {
   std::lock_guard lock(mutex_);
-  return ctx_;
+  return ctx_.c2s;
+}
+
+SslCtxPtr TlsManager::s2s_server_context() const {
+  std::lock_guard lock(mutex_);
+  return ctx_.s2s_server;
+}
+
+SslCtxPtr TlsManager::s2s_client_context() const {
+  std::lock_guard lock(mutex_);
+  return ctx_.s2s_client;
+}
+
+namespace {
+
+// RFC 6125 §6.4: DNS names compare case-insensitively; a wildcard matches exactly one whole left-most label.
+bool dns_id_matches(std::string_view pattern, std::string_view domain) {
+  auto lower = [](std::string_view v) {
+    std::string out(v);
+    for (auto& c : out) {
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    if (!out.empty() && out.back() == '.') {
+      out.pop_back();
+    }
+    return out;
+  };
+  const std::string p = lower(pattern);
+  const std::string d = lower(domain);
+  if (p.rfind("*.", 0) == 0) {
+    const auto dot = d.find('.');
+    return dot != std::string::npos && dot > 0 && d.substr(dot + 1) == p.substr(2);
+  }
+  return p == d;
+}
+
+std::string asn1_string(const ASN1_STRING* s) {
+  return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                     static_cast<std::size_t>(ASN1_STRING_length(s)));
+}
+
+} // namespace
+
+PeerCertificate verify_peer(SSL* ssl, std::string_view domain) {
+  PeerCertificate out;
+  X509* cert = SSL_get0_peer_certificate(ssl);
+  if (cert == nullptr) {
+    out.error = "no certificate";
+    return out;
+  }
+  out.present = true;
+  const long result = SSL_get_verify_result(ssl);
+  out.trusted = result == X509_V_OK;
+  if (!out.trusted) {
+    out.error = X509_verify_cert_error_string(result);
+  }
+  // Identifiers in the subjectAltName (RFC 6125 §6.4: the CN is consulted only when there are none of them).
+  auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  bool any_san = false;
+  if (names != nullptr) {
+    static const std::string kSrvOid = "1.3.6.1.5.5.7.8.7";  // id-on-dnsSRV (RFC 4985)
+    static const std::string kXmppOid = "1.3.6.1.5.5.7.8.5"; // id-on-xmppAddr (RFC 6120 §13.7.1.4)
+    for (int i = 0; i < sk_GENERAL_NAME_num(names) && !out.name_ok; ++i) {
+      const GENERAL_NAME* n = sk_GENERAL_NAME_value(names, i);
+      if (n->type == GEN_DNS) {
+        any_san = true;
+        out.name_ok = dns_id_matches(asn1_string(n->d.dNSName), domain);
+      } else if (n->type == GEN_OTHERNAME) {
+        char oid[64];
+        OBJ_obj2txt(oid, sizeof oid, n->d.otherName->type_id, 1);
+        const ASN1_TYPE* v = n->d.otherName->value;
+        if (kSrvOid == oid && v->type == V_ASN1_IA5STRING) {
+          any_san = true;
+          // RFC 6125 §6.5.1 / RFC 6120 §13.7.1.2.1: "_xmpp-server.example.net" (or _xmpps-server, XEP-0368).
+          const std::string id = asn1_string(v->value.ia5string);
+          for (std::string_view service : {"_xmpp-server.", "_xmpps-server."}) {
+            if (id.size() > service.size() && std::string_view(id).substr(0, service.size()) == service &&
+                dns_id_matches(std::string_view(id).substr(service.size()), domain)) {
+              out.name_ok = true;
+            }
+          }
+        } else if (kXmppOid == oid && v->type == V_ASN1_UTF8STRING) {
+          any_san = true;
+          out.name_ok = dns_id_matches(asn1_string(v->value.utf8string), domain);
+        }
+      }
+    }
+    GENERAL_NAMES_free(names);
+  }
+  if (!any_san && !out.name_ok) {
+    char cn[256] = {};
+    if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn) > 0) {
+      out.name_ok = dns_id_matches(cn, domain);
+    }
+  }
+  if (!out.name_ok && out.error.empty()) {
+    out.error = "the certificate does not name " + std::string(domain);
+  }
+  return out;
 }
 
 } // namespace cg::net

@@ -147,6 +147,33 @@ asio::awaitable<boost::system::error_code> Transport::tls_accept(SSL_CTX* ctx) {
   }
   SSL_set_fd(ssl_, socket_.native_handle());
   SSL_set_accept_state(ssl_);
+  co_return co_await handshake();
+}
+
+asio::awaitable<boost::system::error_code> Transport::tls_connect(SSL_CTX* ctx, std::string server_name,
+                                                                  std::string_view alpn) {
+  if (ssl_ != nullptr) {
+    co_return asio::error::already_started;
+  }
+  ssl_ = SSL_new(ctx);
+  if (ssl_ == nullptr) {
+    tls_error_ = openssl_error();
+    co_return asio::error::no_memory;
+  }
+  SSL_set_fd(ssl_, socket_.native_handle());
+  SSL_set_connect_state(ssl_);
+  // RFC 6120 §13.7.1.2 / RFC 6066: the SNI names the domain we want to talk to.
+  SSL_set_tlsext_host_name(ssl_, server_name.c_str());
+  if (!alpn.empty()) {
+    std::string wire(1, static_cast<char>(alpn.size()));
+    wire += alpn;
+    SSL_set_alpn_protos(ssl_, reinterpret_cast<const unsigned char*>(wire.data()),
+                        static_cast<unsigned int>(wire.size()));
+  }
+  co_return co_await handshake();
+}
+
+asio::awaitable<boost::system::error_code> Transport::handshake() {
   while (true) {
     if (!socket_.is_open()) {
       co_return asio::error::operation_aborted;

@@ -34,6 +34,10 @@ public:
   asio::awaitable<boost::system::error_code> write(std::string_view data);
   // Server-side TLS handshake. On failure the reason is in tls_error().
   asio::awaitable<boost::system::error_code> tls_accept(SSL_CTX* ctx);
+  // Client-side TLS handshake (outgoing s2s): SNI `server_name`, ALPN `alpn` when not empty. Certificate checks
+  // are the caller's (see verify_peer() in tls.hpp).
+  asio::awaitable<boost::system::error_code> tls_connect(SSL_CTX* ctx, std::string server_name,
+                                                         std::string_view alpn = {});
   // Sends close_notify if TLS is up (best effort, non-blocking) and closes the socket; pending waits end.
   void close();
   // Ends pending waits (the reader sees operation_aborted) without closing.
@@ -58,6 +62,7 @@ public:
   const std::string& peer_address() const { return peer_address_; }
 
 private:
+  asio::awaitable<boost::system::error_code> handshake();
   asio::awaitable<boost::system::error_code> wait(tcp::socket::wait_type type);
   // Waits for what OpenSSL asked for (SSL_ERROR_WANT_READ or SSL_ERROR_WANT_WRITE).
   asio::awaitable<boost::system::error_code> wait_ssl(int ssl_error);
