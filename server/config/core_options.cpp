@@ -40,7 +40,8 @@ std::vector<api::OptionSection> core_sections(const std::vector<std::string>& de
 
   sections.push_back(
       {"tls",
-       "TLS for client (and later server) connections. TLS 1.2 is the minimum.",
+       "TLS for client and server-to-server connections (one certificate for every served domain). TLS 1.2 is the "
+       "minimum.",
        {
            opt_string("certificate", "",
                       "PEM certificate chain; empty = a self-signed certificate made in data_dir on first start"),
@@ -79,6 +80,44 @@ std::vector<api::OptionSection> core_sections(const std::vector<std::string>& de
                    "connection drops; 0 = no resumption"),
            opt_int("max_unacked", 1000, 10, 1000000,
                    "Stanzas sent to a client that has not acknowledged them (XEP-0198) before it is disconnected"),
+       }});
+
+  sections.push_back(
+      {"s2s",
+       "Server-to-server connections: federation with other XMPP servers (RFC 6120, XEP-0220 dialback).",
+       {
+           opt_bool("enabled", true, "Federate: accept and open connections to other servers"),
+           opt_list("addresses", {"127.0.0.1"},
+                    "Addresses to listen on; use [\"0.0.0.0\", \"::\"] to federate with the rest of the network"),
+           opt_int("port", 5269, 0, 65535, "STARTTLS port; 0 = do not accept incoming connections"),
+           opt_int("direct_tls_port", 5270, 0, 65535, "Direct TLS port (XEP-0368); 0 = off"),
+           opt_bool("require_encryption", true, "Refuse streams (both ways) that have not negotiated TLS"),
+           opt_bool("allow_dialback", true,
+                    "Authenticate peers whose certificate cannot be verified with Server Dialback (XEP-0220)"),
+           opt_bool("dialback_without_tls", false,
+                    "Allow dialback on unencrypted streams too (only matters when require_encryption is off)"),
+           opt_string("ca_file", "", "PEM file of CAs trusted for peers' certificates, besides the system's"),
+           opt_bool("system_trust", true, "Trust the system's CA certificates for peers' certificates"),
+           opt_string("nameserver", "",
+                      "DNS server for SRV and address lookups (\"IP\" or \"IP@port\"); empty = /etc/resolv.conf"),
+           opt_bool("use_hosts_file", true, "Resolve names from /etc/hosts first"),
+           opt_list("routes", {}, "Static routes that skip DNS, as \"domain=host:port\" (e.g. behind split DNS)"),
+           opt_list("allow", {}, "Only these remote domains may federate with us; empty = any not denied"),
+           opt_list("deny", {}, "Remote domains never federated with"),
+           opt_int("max_stanza_size", 524288, 1024, 16777216,
+                   "Largest stanza accepted from a server, in bytes (policy-violation beyond)"),
+           opt_int("connect_timeout", 10, 1, 300, "Seconds to connect to a remote server (each address)"),
+           opt_int("auth_timeout", 60, 5, 3600, "Seconds a stream may take to be secured and authenticated"),
+           opt_int("idle_timeout", 600, 30, 86400, "Seconds of silence after which a server connection is closed"),
+           opt_int("max_queue", 1000, 1, 1000000,
+                   "Stanzas queued for a remote domain while its connection is set up (beyond: resource-constraint)"),
+           opt_int("max_send_queue", 8388608, 65536, 268435456,
+                   "Bytes queued for a slow server before the connection is dropped"),
+           opt_int("max_connections_per_ip", 64, 0, 1000000,
+                   "Simultaneous incoming server connections from one address; 0 = unlimited"),
+           opt_int("max_backoff", 300, 1, 86400,
+                   "After a failed connection, stanzas to the domain are bounced at once for 1 s, doubling with each "
+                   "further failure up to this many seconds"),
        }});
 
   sections.push_back(

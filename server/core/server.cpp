@@ -1,12 +1,14 @@
 #include "server/core/server.hpp"
 
 #include "server/net/c2s_session.hpp"
+#include "server/net/s2s.hpp"
 #include "storage/sqlite/sqlite_driver.hpp"
 #include "xep/registry.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -17,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 #include <climits>
 #include <filesystem>
 #include <fstream>
@@ -133,11 +136,31 @@ std::vector<config::ConfigError> check_values(const config::Config& cfg) {
   } else if (has_key && !has_cert) {
     error("tls", "key", "tls.certificate is not set: tls.certificate and tls.key are set together");
   }
-  for (const auto& a : cfg.get_list("c2s", "addresses")) {
-    boost::system::error_code ec;
-    asio::ip::make_address(a, ec);
-    if (ec) {
-      error("c2s", "addresses", "'" + a + "' is not an IP address");
+  for (const char* section : {"c2s", "s2s"}) {
+    for (const auto& a : cfg.get_list(section, "addresses")) {
+      boost::system::error_code ec;
+      asio::ip::make_address(a, ec);
+      if (ec) {
+        error(section, "addresses", "'" + a + "' is not an IP address");
+      }
+    }
+  }
+  for (const auto& r : cfg.get_list("s2s", "routes")) {
+    const auto eq = r.find('=');
+    const auto colon = r.rfind(':');
+    std::uint64_t port = 0;
+    const bool port_ok = colon != std::string::npos && colon > eq &&
+                         std::from_chars(r.data() + colon + 1, r.data() + r.size(), port).ec == std::errc() &&
+                         port > 0 && port < 65536;
+    if (eq == std::string::npos || !api::Jid::nameprep(r.substr(0, eq)) || !port_ok || colon == eq + 1) {
+      error("s2s", "routes", "'" + r + "' is not \"domain=host:port\"");
+    }
+  }
+  for (const char* key : {"allow", "deny"}) {
+    for (const auto& d : cfg.get_list("s2s", key)) {
+      if (!api::Jid::nameprep(d)) {
+        error("s2s", key, "'" + d + "' is not a valid domain name");
+      }
     }
   }
   // In the order of the file, like the loader's errors (those without a line last).
@@ -303,21 +326,36 @@ void Server::load_modules() {
 }
 
 void Server::listen() {
-  const auto& addresses = config_.get_list("c2s", "addresses");
-  std::vector<std::pair<int, bool>> ports;
+  std::vector<std::pair<int, Listener>> ports;
   if (auto p = config_.get_int("c2s", "port"); p > 0) {
-    ports.emplace_back(static_cast<int>(p), false);
+    ports.emplace_back(static_cast<int>(p), Listener::C2S);
   }
   if (auto p = config_.get_int("c2s", "direct_tls_port"); p > 0) {
-    ports.emplace_back(static_cast<int>(p), true);
+    ports.emplace_back(static_cast<int>(p), Listener::C2SDirectTls);
   }
-  for (const auto& addr_text : addresses) {
+  listen_on("c2s", ports);
+  if (s2s_) {
+    ports.clear();
+    if (auto p = config_.get_int("s2s", "port"); p > 0) {
+      ports.emplace_back(static_cast<int>(p), Listener::S2S);
+    }
+    if (auto p = config_.get_int("s2s", "direct_tls_port"); p > 0) {
+      ports.emplace_back(static_cast<int>(p), Listener::S2SDirectTls);
+    }
+    listen_on("s2s", ports);
+  }
+}
+
+void Server::listen_on(const char* section, const std::vector<std::pair<int, Listener>>& ports) {
+  for (const auto& addr_text : config_.get_list(section, "addresses")) {
     boost::system::error_code ec;
     auto addr = asio::ip::make_address(addr_text, ec);
     if (ec) {
-      throw std::runtime_error(config_.source() + ": key 'c2s.addresses': '" + addr_text + "' is not an IP address");
+      throw std::runtime_error(config_.source() + ": key '" + section + ".addresses': '" + addr_text +
+                               "' is not an IP address");
     }
-    for (auto [port, direct_tls] : ports) {
+    for (auto [port, kind] : ports) {
+      const bool direct_tls = kind == Listener::C2SDirectTls || kind == Listener::S2SDirectTls;
       tcp::endpoint ep(addr, static_cast<unsigned short>(port));
       auto acceptor = std::make_shared<tcp::acceptor>(io_);
       acceptor->open(ep.protocol(), ec);
@@ -332,18 +370,19 @@ void Server::listen() {
         acceptor->listen(4096, ec);
       }
       if (ec) {
-        throw std::runtime_error("cannot listen on " + addr_text + ":" + std::to_string(port) + " (" +
-                                 (direct_tls ? "c2s.direct_tls_port" : "c2s.port") + "): " + ec.message());
+        throw std::runtime_error("cannot listen on " + addr_text + ":" + std::to_string(port) + " (" + section +
+                                 (direct_tls ? ".direct_tls_port" : ".port") + "): " + ec.message());
       }
       auto bound = acceptor->local_endpoint();
-      listening_.emplace_back(direct_tls ? "c2s-direct-tls" : "c2s-starttls", bound);
+      static constexpr const char* kNames[] = {"c2s-starttls", "c2s-direct-tls", "s2s-starttls", "s2s-direct-tls"};
+      listening_.emplace_back(kNames[static_cast<int>(kind)], bound);
       acceptors_.push_back(acceptor);
-      asio::co_spawn(io_, accept_loop(acceptor, direct_tls), asio::detached);
+      asio::co_spawn(io_, accept_loop(acceptor, kind), asio::detached);
     }
   }
 }
 
-asio::awaitable<void> Server::accept_loop(std::shared_ptr<tcp::acceptor> acceptor, bool direct_tls) {
+asio::awaitable<void> Server::accept_loop(std::shared_ptr<tcp::acceptor> acceptor, Listener kind) {
   while (!shutting_down_) {
     boost::system::error_code ec;
     tcp::socket socket =
@@ -358,8 +397,55 @@ asio::awaitable<void> Server::accept_loop(std::shared_ptr<tcp::acceptor> accepto
       co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       continue;
     }
-    std::make_shared<net::C2SSession>(*this, std::move(socket), direct_tls)->start();
+    switch (kind) {
+    case Listener::C2S:
+    case Listener::C2SDirectTls:
+      std::make_shared<net::C2SSession>(*this, std::move(socket), kind == Listener::C2SDirectTls)->start();
+      break;
+    case Listener::S2S:
+    case Listener::S2SDirectTls:
+      std::make_shared<net::S2SIn>(*this, *s2s_, std::move(socket), kind == Listener::S2SDirectTls)->start();
+      break;
+    }
   }
+}
+
+void Server::start_s2s() {
+  if (!config_.get_bool("s2s", "enabled")) {
+    return;
+  }
+  net::S2SSettings s;
+  s.require_encryption = config_.get_bool("s2s", "require_encryption");
+  s.allow_dialback = config_.get_bool("s2s", "allow_dialback");
+  s.dialback_without_tls = config_.get_bool("s2s", "dialback_without_tls");
+  s.parser_limits.max_stanza_bytes = static_cast<std::size_t>(config_.get_int("s2s", "max_stanza_size"));
+  s.parser_limits.max_depth = static_cast<std::size_t>(config_.get_int("c2s", "max_depth"));
+  s.connect_timeout = std::chrono::seconds(config_.get_int("s2s", "connect_timeout"));
+  s.auth_timeout = std::chrono::seconds(config_.get_int("s2s", "auth_timeout"));
+  s.idle_timeout = std::chrono::seconds(config_.get_int("s2s", "idle_timeout"));
+  s.max_queue = static_cast<std::size_t>(config_.get_int("s2s", "max_queue"));
+  s.max_send_queue = static_cast<std::size_t>(config_.get_int("s2s", "max_send_queue"));
+  s.max_connections_per_ip = static_cast<std::size_t>(config_.get_int("s2s", "max_connections_per_ip"));
+  s.max_backoff = std::chrono::seconds(config_.get_int("s2s", "max_backoff"));
+  for (const auto& d : config_.get_list("s2s", "allow")) {
+    s.allow.push_back(api::Jid::nameprep(d).value_or(d));
+  }
+  for (const auto& d : config_.get_list("s2s", "deny")) {
+    s.deny.push_back(api::Jid::nameprep(d).value_or(d));
+  }
+  net::ResolverOptions r;
+  r.nameserver = config_.get_string("s2s", "nameserver");
+  r.use_hosts = config_.get_bool("s2s", "use_hosts_file");
+  for (const auto& route : config_.get_list("s2s", "routes")) {
+    const auto eq = route.find('=');
+    r.static_routes[api::Jid::nameprep(route.substr(0, eq)).value_or(route.substr(0, eq))] = route.substr(eq + 1);
+  }
+  r.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(s.connect_timeout);
+  r.logger = log_;
+  s2s_ = std::make_unique<net::S2SManager>(*this, std::move(s), std::move(r));
+  router_.set_remote_route([this](xml::Element stanza, const api::Jid& from, const api::Jid& to) {
+    s2s_->route(std::move(stanza), from, to);
+  });
 }
 
 void Server::start() {
@@ -370,10 +456,14 @@ void Server::start() {
   tls.data_dir = config_.get_string("server", "data_dir");
   tls.hosts = info_.hosts;
   tls.tls13_only = config_.get_string("tls", "min_version") == "1.3";
+  tls.ca_file = config_.get_string("s2s", "ca_file");
+  tls.system_trust = config_.get_bool("s2s", "system_trust");
   tls_ = std::make_unique<net::TlsManager>(tls);
   tls_->load();
   load_modules();
+  start_s2s();
   listen();
+  start_control();
   handle_signals();
 }
 
@@ -429,6 +519,11 @@ asio::awaitable<void> Server::shutdown_sequence() {
   for (auto& a : acceptors_) {
     a->close(ec);
   }
+  if (control_) {
+    std::static_pointer_cast<asio::local::stream_protocol::acceptor>(control_)->close(ec);
+    std::error_code fs_ec;
+    std::filesystem::remove(control_socket_path(config_), fs_ec);
+  }
   signals_.cancel(ec);
   std::vector<std::shared_ptr<net::C2SSession>> live;
   {
@@ -444,15 +539,19 @@ asio::awaitable<void> Server::shutdown_sequence() {
     s->close("system-shutdown", "the server is shutting down");
   }
   live.clear();
+  if (s2s_) {
+    s2s_->close_all("system-shutdown", "the server is shutting down");
+  }
   // Wait for the streams to close, up to server.shutdown_timeout.
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(config_.get_int("server", "shutdown_timeout"));
   asio::steady_timer tick(io_);
-  while (session_count() > 0 && std::chrono::steady_clock::now() < deadline) {
+  auto open_streams = [this] { return session_count() + (s2s_ ? s2s_->count() : 0); };
+  while (open_streams() > 0 && std::chrono::steady_clock::now() < deadline) {
     tick.expires_after(std::chrono::milliseconds(20));
     co_await tick.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
-  if (auto left = session_count(); left > 0) {
+  if (auto left = open_streams(); left > 0) {
     log_->warn("{} connection(s) still open after server.shutdown_timeout; stopping anyway", left);
   }
   io_.stop();

@@ -27,7 +27,8 @@
 
 namespace cg::net {
 class C2SSession;
-}
+class S2SManager;
+} // namespace cg::net
 
 namespace cg::core {
 
@@ -60,6 +61,9 @@ config::Schema full_schema();
 // check-config accepts exactly what the server accepts (README: "validate a config file without starting").
 // Each error names the key and, when the file can be read again, the line and column of its value.
 std::vector<config::ConfigError> check_values(const config::Config& config);
+
+// Where the running server's control socket is (data_dir/chatgroupd.sock).
+std::string control_socket_path(const config::Config& config);
 
 class Server final : public modules::CoreServices {
 public:
@@ -94,6 +98,8 @@ public:
   const C2SSettings& c2s() const { return c2s_; }
   net::TlsManager& tls() { return *tls_; }
   routing::Router& router() { return router_; }
+  // Federation; null when s2s.enabled is off.
+  net::S2SManager* s2s() { return s2s_.get(); }
   routing::SessionRegistry& registry() { return registry_; }
   Accounts& accounts() { return *accounts_; }
   net::AuthLimiter& auth_limiter() { return *auth_limiter_; }
@@ -119,7 +125,13 @@ private:
   void open_storage();
   void load_modules();
   void listen();
-  asio::awaitable<void> accept_loop(std::shared_ptr<asio::ip::tcp::acceptor> acceptor, bool direct_tls);
+  enum class Listener { C2S, C2SDirectTls, S2S, S2SDirectTls };
+  void listen_on(const char* section, const std::vector<std::pair<int, Listener>>& ports);
+  asio::awaitable<void> accept_loop(std::shared_ptr<asio::ip::tcp::acceptor> acceptor, Listener kind);
+  void start_s2s();
+  // The control socket for chatgroupctl (server/core/control.cpp).
+  void start_control();
+  std::string control_answer(const std::string& command);
   asio::awaitable<void> shutdown_sequence();
   void handle_signals();
 
@@ -134,6 +146,8 @@ private:
   std::unique_ptr<Accounts> accounts_;
   std::unique_ptr<net::TlsManager> tls_;
   std::unique_ptr<net::AuthLimiter> auth_limiter_;
+  std::unique_ptr<net::S2SManager> s2s_;
+  std::shared_ptr<void> control_;
   routing::SessionRegistry registry_;
   routing::Router router_;
   std::vector<std::unique_ptr<modules::HostState>> hosts_;

@@ -130,6 +130,11 @@ void Router::route_local(Element stanza) {
   route(std::move(stanza), sender, *to, origin, nullptr);
 }
 
+void Router::from_server(Element stanza, const Jid& from, const Jid& to) {
+  api::Origin origin{api::OriginKind::Server, Jid::parse(from.domain()).value_or(Jid())};
+  route(std::move(stanza), from, to, origin, nullptr);
+}
+
 void Router::route(Element stanza, const Jid& from, const Jid& to, const api::Origin& origin, api::AcceptToken accept) {
   modules::HostState* h = host(to.domain());
   if (h == nullptr) {

@@ -55,6 +55,8 @@ public:
   void from_client(Element stanza, const Jid& from, std::optional<Jid> to, api::AcceptToken accept = nullptr);
   // A stanza generated inside the server ('from' set by the generator).
   void route_local(Element stanza);
+  // A stanza from a remote server, its 'from' domain already proved on that stream and its 'to' a local domain.
+  void from_server(Element stanza, const Jid& from, const Jid& to);
 
   // The s2s manager (issue 4) plugs in here; without it remote domains get remote-server-not-found.
   using RemoteRoute = std::function<void(Element stanza, const Jid& from, const Jid& to)>;

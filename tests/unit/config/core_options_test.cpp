@@ -28,11 +28,11 @@ std::vector<std::string> keys_of(const api::OptionSection& section) {
 
 TEST_CASE("core_sections: sections and keys in order", "[config][core]") {
   auto sections = core_sections({"ping"});
-  REQUIRE(sections.size() == 7);
+  REQUIRE(sections.size() == 8);
   std::vector<std::string> names;
   for (const auto& s : sections)
     names.push_back(s.name);
-  CHECK(names == std::vector<std::string>{"server", "log", "tls", "c2s", "auth", "storage", "modules"});
+  CHECK(names == std::vector<std::string>{"server", "log", "tls", "c2s", "s2s", "auth", "storage", "modules"});
   CHECK(keys_of(sections[0]) == std::vector<std::string>{"hosts", "data_dir", "threads", "shutdown_timeout"});
   CHECK(keys_of(sections[1]) == std::vector<std::string>{"level", "file"});
   CHECK(keys_of(sections[2]) == std::vector<std::string>{"certificate", "key", "min_version"});
@@ -41,13 +41,36 @@ TEST_CASE("core_sections: sections and keys in order", "[config][core]") {
                                                          "auth_timeout", "idle_timeout", "max_send_queue",
                                                          "max_connections_per_ip", "rate_limit", "resource_conflict",
                                                          "max_resources", "resume_timeout", "max_unacked"});
-  CHECK(keys_of(sections[4]) == std::vector<std::string>{"mechanisms", "allow_insecure_plain", "scram_iterations",
+  CHECK(keys_of(sections[4]) == std::vector<std::string>{"enabled",
+                                                         "addresses",
+                                                         "port",
+                                                         "direct_tls_port",
+                                                         "require_encryption",
+                                                         "allow_dialback",
+                                                         "dialback_without_tls",
+                                                         "ca_file",
+                                                         "system_trust",
+                                                         "nameserver",
+                                                         "use_hosts_file",
+                                                         "routes",
+                                                         "allow",
+                                                         "deny",
+                                                         "max_stanza_size",
+                                                         "connect_timeout",
+                                                         "auth_timeout",
+                                                         "idle_timeout",
+                                                         "max_queue",
+                                                         "max_send_queue",
+                                                         "max_connections_per_ip",
+                                                         "max_backoff"});
+  CHECK(keys_of(sections[5]) == std::vector<std::string>{"mechanisms", "allow_insecure_plain", "scram_iterations",
                                                          "max_attempts", "failure_delay", "failure_delay_max",
                                                          "ban_after", "ban_window", "ban_time"});
-  CHECK(keys_of(sections[5]) == std::vector<std::string>{"driver", "database", "synchronous"});
-  CHECK(keys_of(sections[6]) == std::vector<std::string>{"enabled"});
+  CHECK(keys_of(sections[6]) == std::vector<std::string>{"driver", "database", "synchronous"});
+  CHECK(keys_of(sections[7]) == std::vector<std::string>{"enabled"});
   CHECK(sections[0].doc == "The server: its domains and where it keeps its data.");
-  CHECK(sections[2].doc == "TLS for client (and later server) connections. TLS 1.2 is the minimum.");
+  CHECK(sections[2].doc == "TLS for client and server-to-server connections (one certificate for every served domain). "
+                           "TLS 1.2 is the minimum.");
   for (const auto& s : sections) {
     CHECK_FALSE(s.doc.empty());
     for (const auto& o : s.options)
@@ -135,5 +158,5 @@ TEST_CASE("core_sections: every default is valid for the schema", "[config][core
   Schema schema;
   for (auto& s : core_sections({"a", "b"}))
     CHECK_NOTHROW(schema.add(std::move(s)));
-  CHECK(schema.sections().size() == 7);
+  CHECK(schema.sections().size() == 8);
 }
