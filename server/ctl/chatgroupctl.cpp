@@ -7,12 +7,18 @@
 #include "storage/sqlite/sqlite_driver.hpp"
 
 #include <CLI/CLI.hpp>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 
 namespace {
 
@@ -140,6 +146,56 @@ int report(cg::core::Accounts::Result r, const std::string& what, const cg::api:
   return 1;
 }
 
+// Asks the running chatgroupd over its control socket (data_dir/chatgroupd.sock).
+int list_s2s(const std::string& config_path) {
+  const auto schema = cg::core::full_schema();
+  cg::config::LoadResult loaded = config_path.empty() ? cg::config::LoadResult(cg::config::defaults(schema))
+                                                      : cg::config::load_file(config_path, schema);
+  if (auto* errors = std::get_if<std::vector<cg::config::ConfigError>>(&loaded)) {
+    return config_errors(*errors);
+  }
+  const std::string path = cg::core::control_socket_path(std::get<Config>(loaded));
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (fd < 0 || path.size() >= sizeof addr.sun_path) {
+    std::cerr << "chatgroupctl: cannot use the control socket " << path << "\n";
+    return 1;
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    std::cerr << "chatgroupctl: chatgroupd is not running (no control socket at " << path << ": "
+              << std::strerror(errno) << ")\n";
+    ::close(fd);
+    return 1;
+  }
+  const std::string command = "s2s\n";
+  if (::write(fd, command.data(), command.size()) != static_cast<ssize_t>(command.size())) {
+    ::close(fd);
+    return 1;
+  }
+  std::string answer;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) {
+    answer.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  std::printf("%-4s %-24s %-24s %-14s %-8s %-14s %s\n", "DIR", "LOCAL", "REMOTE", "AUTH", "TLS", "STATE", "PEER");
+  std::istringstream lines(answer);
+  for (std::string line; std::getline(lines, line);) {
+    std::vector<std::string> f;
+    std::istringstream fields(line);
+    for (std::string x; std::getline(fields, x, '\t');) {
+      f.push_back(x);
+    }
+    if (f.size() == 7) {
+      std::printf("%-4s %-24s %-24s %-14s %-8s %-14s %s\n", f[0].c_str(), f[1].c_str(), f[2].c_str(), f[3].c_str(),
+                  f[4].c_str(), f[5].c_str(), f[6].c_str());
+    }
+  }
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -159,6 +215,7 @@ int main(int argc, char** argv) {
   std::string host_filter;
   auto* users = app.add_subcommand("users", "List the accounts (of every served domain, or of one)");
   users->add_option("domain", host_filter, "Only this domain");
+  auto* s2s = app.add_subcommand("s2s", "List the running server's server-to-server connections");
   std::string check_path;
   auto* check = app.add_subcommand("check-config", "Validate a config file without starting the server");
   check->add_option("file", check_path, "The TOML file")->required();
@@ -176,6 +233,10 @@ int main(int argc, char** argv) {
     }
     std::cout << check_path << ": ok\n";
     return 0;
+  }
+
+  if (s2s->parsed()) {
+    return list_s2s(config_path);
   }
 
   int rc = 0;
