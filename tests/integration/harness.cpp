@@ -169,6 +169,9 @@ TestServer::TestServer(ServerOptions options) : options_(std::move(options)) {
   cfg["log"]["level"] = "\"debug\"";
   cfg["c2s"]["port"] = std::to_string(port_);
   cfg["c2s"]["direct_tls_port"] = std::to_string(tls_port_);
+  // No server-to-server listener unless a test asks for one (the default ports would collide between tests).
+  cfg["s2s"]["port"] = "0";
+  cfg["s2s"]["direct_tls_port"] = "0";
   // Tests log in and fail many times from 127.0.0.1: keep the defaults' delays out of the way unless a test
   // sets them.
   cfg["auth"]["failure_delay"] = "0";
@@ -213,7 +216,8 @@ std::pair<int, std::string> TestServer::ctl(const std::vector<std::string>& args
 }
 
 void TestServer::add_user(const std::string& node, const std::string& password) const {
-  auto [status, out] = ctl({"adduser", node + "@localhost"}, password + "\n");
+  auto [status, out] =
+      ctl({"adduser", node.find('@') == std::string::npos ? node + "@" + options_.domain : node}, password + "\n");
   if (status != 0) {
     throw std::runtime_error("chatgroupctl adduser failed: " + out);
   }
@@ -383,6 +387,13 @@ void RawClient::open_stream(const std::string& to, const std::string& extra_attr
   parser_.reset();
   send("<?xml version='1.0'?><stream:stream to='" + to +
        "' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' " + extra_attrs + ">");
+}
+
+void RawClient::open_server_stream(const std::string& from, const std::string& to) {
+  parser_.reset();
+  send("<?xml version='1.0'?><stream:stream from='" + from + "' to='" + to +
+       "' xmlns='jabber:server' xmlns:db='jabber:server:dialback' "
+       "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>");
 }
 
 bool RawClient::fill(Clock::time_point deadline) {

@@ -36,8 +36,10 @@ struct ServerOptions {
     settings[section][key] = toml_value;
     return *this;
   }
-  // Users to create (with chatgroupctl) before start: name → password.
+  // Users to create (with chatgroupctl) before start: name (or name@domain) → password.
   std::map<std::string, std::string> users;
+  // The domain of users given without one (the first of server.hosts when a test sets them).
+  std::string domain = "localhost";
 };
 
 class TestServer {
@@ -102,6 +104,8 @@ public:
   void send(const std::string& data);
   // Opens a client stream to `to` (a fresh parser for the server's response).
   void open_stream(const std::string& to = "localhost", const std::string& extra_attrs = "version='1.0'");
+  // Opens a server-to-server stream (jabber:server, with the dialback namespace declared).
+  void open_server_stream(const std::string& from, const std::string& to);
 
   // Waits for the next stream event (header, element, close, or the connection closing → nullopt).
   std::optional<cg::xml::StreamEvent> next(std::chrono::milliseconds timeout = 10s);

@@ -41,6 +41,8 @@ data_dir = "{self.dir}/data"
 [c2s]
 port = {self.port}
 direct_tls_port = 0
+[s2s]
+enabled = false
 [auth]
 failure_delay = 0
 [log]

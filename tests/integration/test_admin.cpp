@@ -328,8 +328,8 @@ TEST_CASE("a port already in use stops chatgroupd with status 1 naming the addre
   BusyPort busy;
   const std::string cfg = (dir.path / "chatgroup.toml").string();
 
-  write_text(cfg, "[server]\ndata_dir = \"" + (dir.path / "data").string() +
-                      "\"\n[c2s]\nport = " + std::to_string(busy.port) + "\ndirect_tls_port = 0\n");
+  write_text(cfg, "[server]\ndata_dir = \"" + (dir.path / "data").string() + "\"\n[c2s]\nport = " +
+                      std::to_string(busy.port) + "\ndirect_tls_port = 0\n[s2s]\nenabled = false\n");
   auto [status, out] = run_program({chatgroupd_path(), "-c", cfg});
   INFO(out);
   CHECK(status == 1);
@@ -338,8 +338,8 @@ TEST_CASE("a port already in use stops chatgroupd with status 1 naming the addre
   CHECK(out.find("chatgroupd: ready") == std::string::npos);
 
   // The same for the direct TLS port.
-  write_text(cfg, "[server]\ndata_dir = \"" + (dir.path / "data").string() +
-                      "\"\n[c2s]\nport = 0\ndirect_tls_port = " + std::to_string(busy.port) + "\n");
+  write_text(cfg, "[server]\ndata_dir = \"" + (dir.path / "data").string() + "\"\n[c2s]\nport = 0\ndirect_tls_port = " +
+                      std::to_string(busy.port) + "\n[s2s]\nenabled = false\n");
   auto [s2, out2] = run_program({chatgroupd_path(), "-c", cfg});
   INFO(out2);
   CHECK(s2 == 1);
@@ -420,8 +420,8 @@ TEST_CASE("first start on a config that sets only the ports: database and self-s
   TempDir dir;
   const int port = free_port();
   const int tls_port = free_port();
-  write_text(dir.path / "chatgroup.toml",
-             "[c2s]\nport = " + std::to_string(port) + "\ndirect_tls_port = " + std::to_string(tls_port) + "\n");
+  write_text(dir.path / "chatgroup.toml", "[c2s]\nport = " + std::to_string(port) + "\ndirect_tls_port = " +
+                                              std::to_string(tls_port) + "\n[s2s]\nenabled = false\n");
   const fs::path data = dir.path / "data";
   const std::string cert = (data / "selfsigned.crt").string();
   REQUIRE_FALSE(fs::exists(data));
