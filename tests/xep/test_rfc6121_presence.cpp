@@ -327,8 +327,9 @@ TEST_CASE("presence: every row of Appendix A.2 through the module (the user's se
       CHECK(p.state("juliet", kRomeo) == row.after);
       // A state change is pushed to the interested resource (§3.1.2, §3.1.5, §3.2.2, §3.3.2); none otherwise.
       CHECK(p.pushes(kBalcony).size() == (row.after != row.before ? 1u : 0u));
-      if (!p.pushes(kBalcony).empty()) {
-        const Element* pushed = p.pushes(kBalcony)[0].child("query", roster::ns)->first_child();
+      if (const auto pushes = p.pushes(kBalcony); !pushes.empty()) {
+        // (pushes() returns a copy: keep it alive while pointing into it.)
+        const Element* pushed = pushes[0].child("query", roster::ns)->first_child();
         CHECK(pushed->attr("subscription") == roster::to_string(item->subscription));
       }
       // The stored request goes once the user answered it (approved or denied).
