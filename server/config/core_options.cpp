@@ -115,6 +115,8 @@ std::vector<api::OptionSection> core_sections(const std::vector<std::string>& de
                    "Bytes queued for a slow server before the connection is dropped"),
            opt_int("max_connections_per_ip", 64, 0, 1000000,
                    "Simultaneous incoming server connections from one address; 0 = unlimited"),
+           opt_int("max_streams_per_domain", 8, 0, 10000,
+                   "Authenticated incoming streams from one remote domain at a time; 0 = unlimited"),
            opt_int("max_backoff", 300, 1, 86400,
                    "After a failed connection, stanzas to the domain are bounced at once for 1 s, doubling with each "
                    "further failure up to this many seconds"),

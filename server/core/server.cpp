@@ -427,6 +427,7 @@ void Server::start_s2s() {
   s.max_send_queue = static_cast<std::size_t>(config_.get_int("s2s", "max_send_queue"));
   s.max_connections_per_ip = static_cast<std::size_t>(config_.get_int("s2s", "max_connections_per_ip"));
   s.max_backoff = std::chrono::seconds(config_.get_int("s2s", "max_backoff"));
+  s.max_streams_per_domain = static_cast<std::size_t>(config_.get_int("s2s", "max_streams_per_domain"));
   for (const auto& d : config_.get_list("s2s", "allow")) {
     s.allow.push_back(api::Jid::nameprep(d).value_or(d));
   }

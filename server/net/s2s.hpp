@@ -55,6 +55,7 @@ struct S2SSettings {
   std::size_t max_queue = 1000;
   std::size_t max_send_queue = 8 << 20;
   std::size_t max_connections_per_ip = 64;
+  std::size_t max_streams_per_domain = 8;
   std::chrono::seconds max_backoff{300};
   std::vector<std::string> allow;
   std::vector<std::string> deny;
@@ -142,6 +143,10 @@ private:
   void on_stanza(xml::Element el);
   const char* direction() const override { return "s2s-in"; }
   bool peer_verified_for(const std::string& domain) const;
+  // Counts this stream against s2s.max_streams_per_domain once per remote domain; false (and a stream error) when
+  // the domain has too many.
+  bool claim(const std::string& domain);
+  std::set<std::string> claimed_;
 
   bool direct_tls_;
   bool version1_ = false;
@@ -245,6 +250,9 @@ public:
   // Incoming connections per address.
   bool add_incoming_address(const std::string& address);
   void remove_incoming_address(const std::string& address);
+  // Authenticated incoming streams per remote domain (s2s.max_streams_per_domain).
+  bool claim_incoming_domain(const std::string& domain);
+  void release_incoming_domain(const std::string& domain);
 
   std::vector<S2SInfo> list() const;
   void close_all(const std::string& condition, const std::string& text);
@@ -271,6 +279,7 @@ private:
   };
   std::map<std::string, Backoff> backoff_;
   std::map<std::string, std::size_t> per_address_;
+  std::map<std::string, std::size_t> per_domain_;
 };
 
 // Stanzas arrive from a server stream in jabber:server; inside the server they are jabber:client (the writer puts

@@ -149,6 +149,9 @@ asio::awaitable<void> S2SIn::run() {
   if (counted_) {
     manager_.remove_incoming_address(address_);
   }
+  for (const auto& domain : claimed_) {
+    manager_.release_incoming_domain(domain);
+  }
   manager_.remove(this);
   if (const auto i = info(); i.state == "ready") {
     server_.logger().info("s2s-in {}: stream from {} closed{}{}", peer_, i.remote, close_condition_.empty() ? "" : ": ",
@@ -209,6 +212,19 @@ void S2SIn::send_header() {
   s += version1_ ? "' version='1.0'>" : "'>";
   header_sent_ = true;
   send_raw(s);
+}
+
+bool S2SIn::claim(const std::string& domain) {
+  if (claimed_.contains(domain)) {
+    return true;
+  }
+  if (!manager_.claim_incoming_domain(domain)) {
+    // s2s.max_streams_per_domain: a peer does not get to open streams without bound.
+    stream_error("policy-violation", "too many streams from " + domain);
+    return false;
+  }
+  claimed_.insert(domain);
+  return true;
 }
 
 bool S2SIn::peer_verified_for(const std::string& domain) const {
@@ -334,6 +350,9 @@ void S2SIn::on_sasl_auth(const Element& el) {
     send_raw("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>");
     return;
   }
+  if (!claim(*prepared)) {
+    return;
+  }
   sasl_done_ = true;
   {
     std::lock_guard lock(info_mutex_);
@@ -406,6 +425,9 @@ void S2SIn::on_db_result(const Element& el) {
       if (!*valid) {
         self->server_.logger().info("s2s-in {}: dialback for {} failed: invalid key", self->peer_, from);
         self->send_raw(db_answer("result", to, from, "invalid"));
+        return;
+      }
+      if (!self->claim(from)) {
         return;
       }
       {

@@ -150,6 +150,27 @@ void S2SManager::remove_incoming_address(const std::string& address) {
   }
 }
 
+bool S2SManager::claim_incoming_domain(const std::string& domain) {
+  std::lock_guard lock(mutex_);
+  auto& n = per_domain_[domain];
+  if (settings_.max_streams_per_domain != 0 && n >= settings_.max_streams_per_domain) {
+    if (n == 0) {
+      per_domain_.erase(domain);
+    }
+    return false;
+  }
+  ++n;
+  return true;
+}
+
+void S2SManager::release_incoming_domain(const std::string& domain) {
+  std::lock_guard lock(mutex_);
+  auto it = per_domain_.find(domain);
+  if (it != per_domain_.end() && --it->second == 0) {
+    per_domain_.erase(it);
+  }
+}
+
 std::vector<S2SInfo> S2SManager::list() const {
   std::vector<std::shared_ptr<S2SStream>> live;
   {

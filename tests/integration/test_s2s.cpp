@@ -371,3 +371,36 @@ TEST_CASE("s2s hostile: dialback before TLS is refused, and a peer that stalls i
   }
   local_users_unaffected(a);
 }
+
+TEST_CASE("s2s: s2s.max_streams_per_domain refuses one stream too many from the same domain", "[s2s]") {
+  CaDir tmp;
+  TestCa ca(tmp.path / "ca", {"a.test", "b.test"});
+  const int pa = free_port();
+  auto oa = federated("a.test", pa, "b.test", free_port(), &ca, {{"alice", "alice-pw"}});
+  oa.set("s2s", "max_streams_per_domain", "1");
+  TestServer a(oa);
+  // Two servers for b.test (the same certificate): each opens its own stream to a.test.
+  TestServer b1(federated("b.test", free_port(), "a.test", pa, &ca, {{"bob", "bob-pw"}}));
+  TestServer b2(federated("b.test", free_port(), "a.test", pa, &ca, {{"carol", "carol-pw"}}));
+  a.start();
+  b1.start();
+  b2.start();
+  StropheClient alice("alice@a.test/phone", "alice-pw");
+  REQUIRE(alice.connect(a.port(), ca.ca()));
+  StropheClient bob("bob@b.test/one", "bob-pw");
+  REQUIRE(bob.connect(b1.port(), ca.ca()));
+  StropheClient carol("carol@b.test/two", "carol-pw");
+  REQUIRE(carol.connect(b2.port(), ca.ca()));
+
+  bob.send("<message to='alice@a.test/phone' type='chat' id='b1'><body>first stream</body></message>");
+  REQUIRE(alice.wait_for(message_with_body("first stream"), 20s));
+  carol.send("<message to='alice@a.test/phone' type='chat' id='c1'><body>second stream</body></message>");
+  auto bounce = carol.wait_for(is_stanza("message", "id", "c1"), 20s);
+  REQUIRE(bounce);
+  CHECK(bounce->attr("type") == "error");
+  CHECK(error_condition(*bounce) == "remote-server-not-found");
+  CHECK(wait_for_log(a, "too many streams from b.test"));
+  // The first stream is unaffected.
+  bob.send("<message to='alice@a.test/phone' type='chat' id='b2'><body>still here</body></message>");
+  CHECK(alice.wait_for(message_with_body("still here"), 20s));
+}

@@ -62,6 +62,7 @@ TEST_CASE("core_sections: sections and keys in order", "[config][core]") {
                                                          "max_queue",
                                                          "max_send_queue",
                                                          "max_connections_per_ip",
+                                                         "max_streams_per_domain",
                                                          "max_backoff"});
   CHECK(keys_of(sections[5]) == std::vector<std::string>{"mechanisms", "allow_insecure_plain", "scram_iterations",
                                                          "max_attempts", "failure_delay", "failure_delay_max",
