@@ -22,6 +22,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <functional>
@@ -177,8 +178,13 @@ public:
   // (the caller routes the stanza anew).
   bool enqueue(xml::Element stanza);
   // Thread-safe: asks the remote (authoritative) server whether `key` is valid for the stream `id` that it opened
-  // to us (XEP-0220 §2.2, <db:verify/>); `done` gets true/false, or nullopt when no answer could be had.
-  void verify(std::string id, std::string key, std::function<void(std::optional<bool>)> done);
+  // to our domain `local` (XEP-0220 §2.2, <db:verify/>); `done` gets true/false, or nullopt when no answer could be
+  // had.
+  void verify(std::string local, std::string id, std::string key, std::function<void(std::optional<bool>)> done);
+  // Dialback piggybacking (XEP-0220 §2.5): another of our domains authenticates over this stream.
+  void add_local(std::string local);
+  // Authenticated by dialback and open: further local domains may piggyback on it.
+  bool can_piggyback() const { return piggyback_ok_.load(); }
 
 private:
   enum class State { Connecting, Negotiating, Authenticating, Ready, Closed };
@@ -210,7 +216,16 @@ private:
   std::string failure_condition_;
   std::string failure_text_;
   std::deque<xml::Element> queue_;
+  // Our other domains piggybacking on this stream: authenticated yet or not, and their stanzas waiting.
+  struct Piggyback {
+    bool ready = false;
+    std::deque<xml::Element> queue;
+  };
+  std::map<std::string, Piggyback> extra_;
+  std::atomic<bool> piggyback_ok_{false};
+  void request_piggyback(const std::string& local);
   struct Verify {
+    std::string local;
     std::string id;
     std::string key;
     std::function<void(std::optional<bool>)> done;
@@ -220,6 +235,7 @@ private:
   mutable std::mutex info_mutex_;
   std::string auth_method_;
   std::string state_text_ = "connecting";
+  std::string piggybacked_; // " c.example d.example": our other domains authenticated on this stream
 };
 
 class S2SManager {
@@ -247,6 +263,8 @@ public:
   void out_ended(const S2SOut* out, bool failed, const std::string& condition, const std::string& text,
                  std::deque<xml::Element> leftover);
   void out_ready(const S2SOut* out);
+  // A piggybacking domain was refused: the pair no longer maps to `out`.
+  void forget(const std::string& local, const std::string& remote, const S2SOut* out);
   // Incoming connections per address.
   bool add_incoming_address(const std::string& address);
   void remove_incoming_address(const std::string& address);

@@ -37,6 +37,7 @@ void S2SManager::bounce(const Element& stanza, const std::string& condition, con
 
 std::shared_ptr<S2SOut> S2SManager::outgoing(const std::string& local, const std::string& remote, bool create) {
   std::shared_ptr<S2SOut> out;
+  bool fresh = false;
   {
     std::lock_guard lock(mutex_);
     auto it = out_.find({local, remote});
@@ -46,10 +47,27 @@ std::shared_ptr<S2SOut> S2SManager::outgoing(const std::string& local, const std
     if (!create) {
       return nullptr;
     }
-    out = std::make_shared<S2SOut>(server_, *this, local, remote);
-    out_[{local, remote}] = out;
+    // XEP-0220 §2.5 piggybacking: a stream to `remote` that one of our other domains authenticated with dialback
+    // carries this domain too, after its own <db:result/>.
+    for (auto& [pair, existing] : out_) {
+      if (pair.second == remote && existing->can_piggyback()) {
+        out = existing;
+        break;
+      }
+    }
+    if (out) {
+      out_[{local, remote}] = out;
+    } else {
+      out = std::make_shared<S2SOut>(server_, *this, local, remote);
+      out_[{local, remote}] = out;
+      fresh = true;
+    }
   }
-  out->start();
+  if (fresh) {
+    out->start();
+  } else {
+    out->add_local(local);
+  }
   return out;
 }
 
@@ -86,7 +104,15 @@ void S2SManager::route(Element stanza, const api::Jid& from, const api::Jid& to)
 
 void S2SManager::verify(const std::string& local, const std::string& remote, std::string id, std::string key,
                         std::function<void(std::optional<bool>)> done) {
-  outgoing(local, remote, true)->verify(std::move(id), std::move(key), std::move(done));
+  outgoing(local, remote, true)->verify(local, std::move(id), std::move(key), std::move(done));
+}
+
+void S2SManager::forget(const std::string& local, const std::string& remote, const S2SOut* out) {
+  std::lock_guard lock(mutex_);
+  auto it = out_.find({local, remote});
+  if (it != out_.end() && it->second.get() == out) {
+    out_.erase(it);
+  }
 }
 
 void S2SManager::add(const std::shared_ptr<S2SStream>& stream) {
@@ -108,10 +134,8 @@ void S2SManager::out_ended(const S2SOut* out, bool failed, const std::string& co
                            std::deque<Element> leftover) {
   {
     std::lock_guard lock(mutex_);
-    auto it = out_.find({out->local(), out->remote()});
-    if (it != out_.end() && it->second.get() == out) {
-      out_.erase(it);
-    }
+    // Every pair this stream carried (its own and the piggybacking domains').
+    std::erase_if(out_, [out](const auto& entry) { return entry.second.get() == out; });
     if (failed) {
       auto& b = backoff_[out->remote()];
       b.wait = std::min<std::chrono::seconds>(b.wait.count() == 0 ? std::chrono::seconds(1) : b.wait * 2,

@@ -39,7 +39,7 @@ S2SInfo S2SOut::info() const {
   std::lock_guard lock(info_mutex_);
   S2SInfo i;
   i.incoming = false;
-  i.local = local_;
+  i.local = local_ + piggybacked_;
   i.remote = remote_;
   i.peer = peer_;
   i.auth = auth_method_;
@@ -51,40 +51,76 @@ S2SInfo S2SOut::info() const {
 bool S2SOut::enqueue(Element stanza) {
   // Called from any thread: the decision is taken on the strand; a closed stream hands the stanza back to the
   // manager, which opens a new one.
-  asio::post(strand_,
-             [self = std::static_pointer_cast<S2SOut>(shared_from_this()), stanza = std::move(stanza)]() mutable {
-               if ((self->state_ == State::Closed || self->closing_) && !self->failure_condition_.empty()) {
-                 self->manager_.bounce(stanza, self->failure_condition_, self->failure_text_);
-                 return;
-               }
-               if (self->state_ == State::Closed || self->closing_) {
-                 std::deque<Element> leftover;
-                 leftover.push_back(std::move(stanza));
-                 self->manager_.out_ended(self.get(), false, {}, {}, std::move(leftover));
-                 return;
-               }
-               if (self->state_ == State::Ready) {
-                 self->send(stanza);
-                 return;
-               }
-               if (self->queue_.size() >= self->manager_.settings().max_queue) {
-                 // s2s.max_queue: the connection is not up yet and its queue is full.
-                 self->manager_.bounce(stanza, "resource-constraint", "too many stanzas waiting for " + self->remote_);
-                 return;
-               }
-               self->queue_.push_back(std::move(stanza));
-             });
+  asio::post(
+      strand_, [self = std::static_pointer_cast<S2SOut>(shared_from_this()), stanza = std::move(stanza)]() mutable {
+        if ((self->state_ == State::Closed || self->closing_) && !self->failure_condition_.empty()) {
+          self->manager_.bounce(stanza, self->failure_condition_, self->failure_text_);
+          return;
+        }
+        if (self->state_ == State::Closed || self->closing_) {
+          std::deque<Element> leftover;
+          leftover.push_back(std::move(stanza));
+          self->manager_.out_ended(self.get(), false, {}, {}, std::move(leftover));
+          return;
+        }
+        if (auto from = api::Jid::parse(stanza.attr("from")); from && from->domain() != self->local_) {
+          // A piggybacking domain (XEP-0220 §2.5): its own authentication, its own queue.
+          self->request_piggyback(from->domain());
+          auto& extra = self->extra_[from->domain()];
+          if (extra.ready) {
+            self->send(stanza);
+          } else if (extra.queue.size() >= self->manager_.settings().max_queue) {
+            self->manager_.bounce(stanza, "resource-constraint", "too many stanzas waiting for " + self->remote_);
+          } else {
+            extra.queue.push_back(std::move(stanza));
+          }
+          return;
+        }
+        if (self->state_ == State::Ready) {
+          self->send(stanza);
+          return;
+        }
+        if (self->queue_.size() >= self->manager_.settings().max_queue) {
+          // s2s.max_queue: the connection is not up yet and its queue is full.
+          self->manager_.bounce(stanza, "resource-constraint", "too many stanzas waiting for " + self->remote_);
+          return;
+        }
+        self->queue_.push_back(std::move(stanza));
+      });
   return true;
 }
 
-void S2SOut::verify(std::string id, std::string key, std::function<void(std::optional<bool>)> done) {
-  asio::post(strand_, [self = std::static_pointer_cast<S2SOut>(shared_from_this()), id = std::move(id),
-                       key = std::move(key), done = std::move(done)]() mutable {
+void S2SOut::add_local(std::string local) {
+  asio::post(strand_, [self = std::static_pointer_cast<S2SOut>(shared_from_this()), local = std::move(local)] {
+    self->request_piggyback(local);
+  });
+}
+
+void S2SOut::request_piggyback(const std::string& local) {
+  if (local == local_ || extra_.contains(local) || closing_ || state_ != State::Ready) {
+    return;
+  }
+  extra_[local];
+  // XEP-0220 §2.5: a further <db:result/> on the authenticated stream, keyed to the same stream id.
+  std::string s = "<db:result from='";
+  xml::escape_attr(s, local);
+  s += "' to='";
+  xml::escape_attr(s, remote_);
+  s += "'>";
+  s += dialback::key(manager_.secret(), remote_, local, stream_id_);
+  s += "</db:result>";
+  send_raw(s);
+  server_.logger().info("s2s-out {} -> {}: {} piggybacks on this stream (dialback)", local_, remote_, local);
+}
+
+void S2SOut::verify(std::string local, std::string id, std::string key, std::function<void(std::optional<bool>)> done) {
+  asio::post(strand_, [self = std::static_pointer_cast<S2SOut>(shared_from_this()), local = std::move(local),
+                       id = std::move(id), key = std::move(key), done = std::move(done)]() mutable {
     if (self->state_ == State::Closed || self->closing_) {
       done(std::nullopt);
       return;
     }
-    self->verifies_.push_back({std::move(id), std::move(key), std::move(done), false});
+    self->verifies_.push_back({std::move(local), std::move(id), std::move(key), std::move(done), false});
     self->send_verifies();
   });
 }
@@ -100,7 +136,7 @@ void S2SOut::send_verifies() {
     }
     v.sent = true;
     std::string s = "<db:verify from='";
-    xml::escape_attr(s, local_);
+    xml::escape_attr(s, v.local);
     s += "' to='";
     xml::escape_attr(s, remote_);
     s += "' id='";
@@ -252,6 +288,12 @@ asio::awaitable<void> S2SOut::run() {
   }
   const bool was_ready = state_ == State::Ready;
   state_ = State::Closed;
+  piggyback_ok_ = false;
+  for (auto& [domain, extra] : extra_) {
+    // Piggybacking domains: what they had waiting goes back to routing (or is bounced if this stream failed).
+    std::move(extra.queue.begin(), extra.queue.end(), std::back_inserter(queue_));
+  }
+  extra_.clear();
   {
     std::lock_guard lock(info_mutex_);
     state_text_ = "closed";
@@ -297,6 +339,7 @@ void S2SOut::on_timer(const std::string& condition) {
 }
 
 void S2SOut::on_closing() {
+  piggyback_ok_ = false;
   std::lock_guard lock(info_mutex_);
   state_text_ = "closing";
 }
@@ -384,6 +427,30 @@ asio::awaitable<void> S2SOut::on_element(Element& el) {
     auto from = api::Jid::nameprep(el.attr("from"));
     auto to = api::Jid::nameprep(el.attr("to"));
     const auto type = el.attr("type");
+    if (el.name() == "result" && to && *to != local_ && from && *from == remote_ && !type.empty() &&
+        extra_.contains(*to) && !extra_[*to].ready) {
+      // The verdict on a piggybacking domain (XEP-0220 §2.5), which we asked about on this stream.
+      auto& extra = extra_[*to];
+      if (type == "valid") {
+        extra.ready = true;
+        {
+          std::lock_guard lock(info_mutex_);
+          piggybacked_ += " " + *to;
+        }
+        server_.logger().info("s2s-out {} -> {}: {} authenticated with dialback (piggybacked)", local_, remote_, *to);
+        while (!extra.queue.empty()) {
+          send(extra.queue.front());
+          extra.queue.pop_front();
+        }
+      } else {
+        for (const auto& stanza : extra.queue) {
+          manager_.bounce(stanza, "remote-server-not-found", remote_ + " did not accept the dialback key of " + *to);
+        }
+        extra_.erase(*to);
+        manager_.forget(*to, remote_, this);
+      }
+      co_return;
+    }
     if (el.name() == "result") {
       // The 2012 dialback advisory: a verdict counts only for the pair we asked about, on a stream where we asked.
       if (state_ != State::Authenticating || !auth_method_.empty() || !from || !to || *from != remote_ ||
@@ -407,7 +474,7 @@ asio::awaitable<void> S2SOut::on_element(Element& el) {
       const auto id = el.attr("id");
       for (auto it = verifies_.begin(); it != verifies_.end(); ++it) {
         // Answers are matched on the exact (from, to, id) we sent: domains are never mixed up.
-        if (it->sent && it->id == id && from && *from == remote_ && to && *to == local_) {
+        if (it->sent && it->id == id && from && *from == remote_ && to && *to == it->local) {
           auto done = std::move(it->done);
           verifies_.erase(it);
           const std::optional<bool> verdict =
@@ -509,6 +576,7 @@ void S2SOut::ready() {
   server_.logger().info("s2s-out {} -> {} ({}): authenticated with {}{}", local_, remote_, peer_, auth_method_,
                         transport_->secure() ? ", " + transport_->tls_version() : ", without TLS");
   manager_.out_ready(this);
+  piggyback_ok_ = auth_method_ == "dialback";
   while (!queue_.empty()) {
     send(queue_.front());
     queue_.pop_front();

@@ -404,3 +404,41 @@ TEST_CASE("s2s: s2s.max_streams_per_domain refuses one stream too many from the 
   bob.send("<message to='alice@a.test/phone' type='chat' id='b2'><body>still here</body></message>");
   CHECK(alice.wait_for(message_with_body("still here"), 20s));
 }
+
+TEST_CASE("s2s: a second domain of the same server piggybacks on the dialback stream (XEP-0220 §2.5)", "[s2s]") {
+  const int pa = free_port();
+  const int pb = free_port();
+  auto oa = federated("a.test", pa, "b.test", pb, nullptr, {{"alice", "alice-pw"}});
+  oa.set("s2s", "routes",
+         "[\"b.test=127.0.0.1:" + std::to_string(pb) + "\", \"c.test=127.0.0.1:" + std::to_string(pb) + "\"]");
+  TestServer a(oa);
+  auto ob = federated("b.test", pb, "a.test", pa, nullptr, {{"bob@b.test", "bob-pw"}, {"carol@c.test", "carol-pw"}});
+  ob.set("server", "hosts", "[\"b.test\", \"c.test\"]");
+  TestServer b(ob);
+  a.start();
+  b.start();
+  StropheClient alice("alice@a.test/phone", "alice-pw");
+  REQUIRE(alice.connect(a.port(), a.cert_path()));
+  StropheClient bob("bob@b.test/one", "bob-pw");
+  REQUIRE(bob.connect(b.port(), b.cert_path()));
+  StropheClient carol("carol@c.test/two", "carol-pw");
+  REQUIRE(carol.connect(b.port(), b.cert_path()));
+
+  bob.send("<message to='alice@a.test/phone' type='chat' id='b1'><body>from b</body></message>");
+  REQUIRE(alice.wait_for(message_with_body("from b"), 20s));
+  carol.send("<message to='alice@a.test/phone' type='chat' id='c1'><body>from c</body></message>");
+  auto m = alice.wait_for(message_with_body("from c"), 20s);
+  REQUIRE(m);
+  CHECK(m->attr("from") == "carol@c.test/two");
+  CHECK(wait_for_log(b, "c.test piggybacks on this stream"));
+  CHECK(wait_for_log(b, "c.test authenticated with dialback (piggybacked)"));
+  // One outgoing stream from b's server to a.test carries both domains; a.test sees one incoming stream with both.
+  auto [status, listing] = b.ctl({"s2s"});
+  INFO(listing);
+  CHECK(status == 0);
+  CHECK(contains_row(listing, {"out", "b.test", "c.test", "a.test", "dialback", "TLSv1.3", "ready"}));
+  auto [status_a, listing_a] = a.ctl({"s2s"});
+  INFO(listing_a);
+  CHECK(status_a == 0);
+  CHECK(contains_row(listing_a, {"in", "a.test", "b.test", "c.test", "dialback", "TLSv1.3", "ready"}));
+}
