@@ -208,6 +208,24 @@ asio::awaitable<void> deliver(std::shared_ptr<State> st, std::string node, Jid t
   while (true) {
     storage::ArchivePage page;
     std::size_t removed = 0;
+    // Between batches the resource may have gone: its messages then stay where they are, in order, for the next
+    // login (sending them would route them back here, behind newer ones).
+    bool target_available = false;
+    for (const auto& s : ctx.sessions(target.bare())) {
+      target_available = target_available || (s.jid == target && s.available && s.priority >= 0);
+    }
+    if (!target_available) {
+      std::lock_guard lock(st->mutex);
+      auto& d = st->deliveries[node];
+      if (!d.again) {
+        st->deliveries.erase(node);
+        co_return;
+      }
+      // Another resource asked for its delivery meanwhile.
+      d.again = false;
+      target = d.target;
+      continue;
+    }
     try {
       storage::ArchiveQuery q;
       q.limit = batch;
