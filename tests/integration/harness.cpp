@@ -169,7 +169,9 @@ TestServer::TestServer(ServerOptions options) : options_(std::move(options)) {
   cfg["log"]["level"] = "\"debug\"";
   cfg["c2s"]["port"] = std::to_string(port_);
   cfg["c2s"]["direct_tls_port"] = std::to_string(tls_port_);
-  // No server-to-server listener unless a test asks for one (the default ports would collide between tests).
+  // No federation unless a test asks for it: no listener (the default ports would collide between tests) and no
+  // DNS query off the machine for a remote domain.
+  cfg["s2s"]["enabled"] = "false";
   cfg["s2s"]["port"] = "0";
   cfg["s2s"]["direct_tls_port"] = "0";
   // Tests log in and fail many times from 127.0.0.1: keep the defaults' delays out of the way unless a test

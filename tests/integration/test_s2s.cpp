@@ -78,6 +78,7 @@ ServerOptions federated(const std::string& domain, int s2s_port, const std::stri
   o.users = std::move(users);
   o.domain = domain;
   o.set("server", "hosts", "[" + quoted(domain) + "]");
+  o.set("s2s", "enabled", "true");
   o.set("s2s", "port", std::to_string(s2s_port));
   o.set("s2s", "routes", "[" + quoted(peer_domain + "=127.0.0.1:" + std::to_string(peer_port)) + "]");
   o.set("s2s", "system_trust", "false");
