@@ -265,6 +265,17 @@ PeerCertificate verify_peer(SSL* ssl, std::string_view domain) {
   if (!out.trusted) {
     out.error = X509_verify_cert_error_string(result);
   }
+  out.name_ok = certificate_names(cert, domain);
+  if (!out.name_ok && out.error.empty()) {
+    out.error = "the certificate does not name " + std::string(domain);
+  }
+  return out;
+}
+
+bool certificate_names(X509* cert, std::string_view domain) {
+  struct {
+    bool name_ok = false;
+  } out;
   // Identifiers in the subjectAltName (RFC 6125 §6.4: the CN is consulted only when there are none of them).
   auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
   bool any_san = false;
@@ -304,10 +315,7 @@ PeerCertificate verify_peer(SSL* ssl, std::string_view domain) {
       out.name_ok = dns_id_matches(cn, domain);
     }
   }
-  if (!out.name_ok && out.error.empty()) {
-    out.error = "the certificate does not name " + std::string(domain);
-  }
-  return out;
+  return out.name_ok;
 }
 
 } // namespace cg::net

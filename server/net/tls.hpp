@@ -43,6 +43,8 @@ struct PeerCertificate {
 // and RFC 6125 name matching (DNS-ID with a wildcard only as the whole left-most label, SRV-ID for
 // _xmpp-server/_xmpps-server, and the XmppAddr identifier of RFC 6120 §13.7.1.4).
 PeerCertificate verify_peer(SSL* ssl, std::string_view domain);
+// The name part of it: whether `cert` names `domain` (RFC 6125 §6; the CN only when there is no subjectAltName).
+bool certificate_names(X509* cert, std::string_view domain);
 
 using SslCtxPtr = std::shared_ptr<SSL_CTX>;
 

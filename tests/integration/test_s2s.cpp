@@ -443,3 +443,25 @@ TEST_CASE("s2s: a second domain of the same server piggybacks on the dialback st
   CHECK(status_a == 0);
   CHECK(contains_row(listing_a, {"in", "a.test", "b.test", "c.test", "dialback", "TLSv1.3", "ready"}));
 }
+
+TEST_CASE("s2s: the direct TLS port (XEP-0368) takes TLS at once with ALPN xmpp-server, then offers no STARTTLS",
+          "[s2s]") {
+  const int pa = free_port();
+  const int pa_tls = free_port();
+  auto o = federated("a.test", pa, "b.test", free_port(), nullptr, {{"alice", "alice-pw"}});
+  o.set("s2s", "direct_tls_port", std::to_string(pa_tls));
+  TestServer a(o);
+  a.start();
+  RawClient peer;
+  peer.connect(pa_tls);
+  peer.start_tls(0, "xmpp-server");
+  const unsigned char* alpn = nullptr;
+  unsigned int alpn_len = 0;
+  SSL_get0_alpn_selected(peer.ssl(), &alpn, &alpn_len);
+  CHECK(std::string(reinterpret_cast<const char*>(alpn), alpn_len) == "xmpp-server");
+  peer.open_server_stream("b.test", "a.test");
+  auto features = peer.wait_for([](const Element& e) { return e.name() == "features"; });
+  REQUIRE(features);
+  CHECK(features->child("starttls", "urn:ietf:params:xml:ns:xmpp-tls") == nullptr);
+  CHECK(features->child("dialback", "urn:xmpp:features:dialback") != nullptr);
+}
