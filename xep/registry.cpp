@@ -6,6 +6,7 @@
 #include "xep/xep0012_last.hpp"
 #include "xep/xep0030_disco.hpp"
 #include "xep/xep0049_private.hpp"
+#include "xep/xep0050_adhoc.hpp"
 #include "xep/xep0054_vcard.hpp"
 #include "xep/xep0077_register.hpp"
 #include "xep/xep0092_version.hpp"
@@ -34,6 +35,7 @@ const std::vector<api::ModuleFactory>& module_registry() {
       &mam::make_module,      // XEP-0313 Message Archive Management
       &carbons::make_module,  // XEP-0280 Message Carbons
       &offline::make_module,  // XEP-0160 Offline messages
+      &adhoc::make_module,    // XEP-0050 Ad-Hoc Commands (and the server's uptime command)
   };
   return registry;
 }

@@ -1,5 +1,6 @@
 // XEP-0030: Service Discovery, version 2.5rc3 (2017-10-03). The host's identities and features are collected from
-// every loaded module (ModuleContext::add_feature / add_identity), never listed by hand.
+// every loaded module (ModuleContext::add_feature / add_identity), never listed by hand; queries with a 'node' go
+// to the module that owns the node (api::disco::NodeQuery, server/api/disco.hpp).
 #include "xep/xep0030_disco.hpp"
 
 namespace cg::xep::disco {
@@ -90,12 +91,30 @@ Element Items::to_element() const {
 
 namespace {
 
+// Asks the modules for a node's answer. nullopt: nobody owns the node.
+std::optional<IqReply> node_answer(api::ModuleContext& ctx, api::disco::NodeQuery::Kind kind, const IqRequest& req,
+                                   const std::string& node) {
+  api::disco::NodeQuery query{kind, req.from, req.to, node, {}, {}, {}, std::nullopt};
+  if (ctx.fire(query) != api::Flow::Stop) {
+    return std::nullopt;
+  }
+  if (query.error) {
+    return IqReply::error(std::move(*query.error));
+  }
+  if (kind == api::disco::NodeQuery::Kind::Info) {
+    Info info{node, std::move(query.identities), std::move(query.features)};
+    return IqReply::result(info.to_element());
+  }
+  Items items{node, std::move(query.items)};
+  return IqReply::result(items.to_element());
+}
+
 class DiscoModule final : public api::Module {
 public:
   api::ModuleInfo info() const override {
     return {"disco",
             "Service discovery: the server's identity and the features of every loaded module",
-            {{"XEP-0030", "2.5rc3", "complete", "no nodes on the server yet"}},
+            {{"XEP-0030", "2.5rc3", "complete", ""}},
             {},
             {api::opt_string("name", "ChatGroup", "Name shown in the server's disco identity")},
             true};
@@ -113,6 +132,9 @@ public:
                 Info info;
                 info.node = std::string(req.payload.attr("node"));
                 if (!info.node.empty()) {
+                  if (auto answer = node_answer(ctx, api::disco::NodeQuery::Kind::Info, req, info.node)) {
+                    co_return std::move(*answer);
+                  }
                   // XEP-0030 §3.2: a node the entity does not know → item-not-found.
                   co_return IqReply::error("item-not-found", "no such node");
                 }
@@ -121,10 +143,13 @@ public:
                 co_return IqReply::result(info.to_element());
               });
     ctx.on_iq(api::IqScope::Host, api::IqType::Get, std::string(ns_items), "query",
-              [](const IqRequest& req) -> boost::asio::awaitable<IqReply> {
+              [&ctx](const IqRequest& req) -> boost::asio::awaitable<IqReply> {
                 Items items;
                 items.node = std::string(req.payload.attr("node"));
                 if (!items.node.empty()) {
+                  if (auto answer = node_answer(ctx, api::disco::NodeQuery::Kind::Items, req, items.node)) {
+                    co_return std::move(*answer);
+                  }
                   co_return IqReply::error("item-not-found", "no such node");
                 }
                 co_return IqReply::result(items.to_element());

@@ -1,6 +1,7 @@
 // XEP-0030: Service Discovery 2.5rc3 — payloads, shared with modules that answer disco on their own nodes.
 #pragma once
 
+#include "server/api/disco.hpp"
 #include "server/api/module.hpp"
 
 #include <optional>
@@ -9,8 +10,8 @@
 
 namespace cg::xep::disco {
 
-inline constexpr std::string_view ns_info = "http://jabber.org/protocol/disco#info";
-inline constexpr std::string_view ns_items = "http://jabber.org/protocol/disco#items";
+inline constexpr std::string_view ns_info = api::disco::ns_info;
+inline constexpr std::string_view ns_items = api::disco::ns_items;
 
 struct Info {
   std::string node;
@@ -21,12 +22,7 @@ struct Info {
   api::Element to_element() const;
 };
 
-struct Item {
-  std::string jid;
-  std::string node;
-  std::string name;
-  bool operator==(const Item&) const = default;
-};
+using Item = api::disco::Item;
 
 struct Items {
   std::string node;

@@ -99,6 +99,9 @@ Element StanzaError::to_element() const {
   if (!text.empty()) {
     error.add_text_child("text", text, std::string(ns::stanza_errors)).set_attr("xml:lang", "en");
   }
+  if (application) {
+    error.add(*application);
+  }
   return error;
 }
 
@@ -164,6 +167,9 @@ StanzaError parse_error(const Element& stanza) {
   }
   for (const auto* c : error->children()) {
     if (c->ns() != ns::stanza_errors) {
+      if (!e.application) {
+        e.application = *c;
+      }
       continue;
     }
     if (c->name() == "text") {

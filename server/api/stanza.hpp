@@ -28,11 +28,20 @@ struct StanzaError {
   std::string text;
   std::optional<ErrorType> type; // default: default_error_type(condition)
   std::string by;                // the JID that generated the error, if worth telling
+  // RFC 6120 §8.3.4: an application-specific condition, e.g. XEP-0050's <bad-sessionid
+  // xmlns='http://jabber.org/protocol/commands'/>; it goes after the defined condition and the text.
+  std::optional<Element> application;
 
   static StanzaError make(std::string condition, std::string text = {}) {
     StanzaError e;
     e.condition = std::move(condition);
     e.text = std::move(text);
+    return e;
+  }
+  // With an application-specific condition <name xmlns=ns/>.
+  static StanzaError make(std::string condition, Element application, std::string text = {}) {
+    StanzaError e = make(std::move(condition), std::move(text));
+    e.application = std::move(application);
     return e;
   }
   ErrorType effective_type() const { return type ? *type : default_error_type(condition); }
@@ -50,7 +59,8 @@ bool is_error(const Element& stanza);
 // <iq type='result'/> for an IQ request, with an optional payload.
 Element make_iq_result(const Element& iq, std::optional<Element> payload = std::nullopt);
 
-// Reads the <error/> child of an error stanza: its condition and text ("" when absent).
+// Reads the <error/> child of an error stanza: its condition, text ("" when absent) and application-specific
+// condition (the first child in another namespace).
 StanzaError parse_error(const Element& stanza);
 
 } // namespace cg::api

@@ -481,3 +481,61 @@ TEST_CASE("disco: account disco#items answers the owner only, and no unknown nod
   REQUIRE(node.is_error());
   CHECK(node.error_value().condition == "item-not-found");
 }
+
+TEST_CASE("disco: a node of the host is answered by the module that owns it (api::disco::NodeQuery, XEP-0030 "
+          "example 10)",
+          "[xep0030][module]") {
+  FakeHost host("mim.shakespeare.lit");
+  auto module = disco::make_module();
+  host.load(*module);
+  // Another module owns two nodes: the commands node (info and items) and a private one.
+  std::vector<std::string> asked;
+  host.sibling().on<cg::api::disco::NodeQuery>([&asked](cg::api::disco::NodeQuery& q) {
+    asked.push_back(std::string(q.node) + " from " + q.from.str() + " to " + q.to.str());
+    if (q.node == "http://jabber.org/protocol/commands") {
+      if (q.kind == cg::api::disco::NodeQuery::Kind::Info) {
+        q.identities.push_back({"automation", "command-list", "", ""});
+      } else {
+        q.items.push_back({"mim.shakespeare.lit", "config", "Configure Service"});
+      }
+      return cg::api::Flow::Stop;
+    }
+    if (q.node == "private") {
+      q.error = cg::api::StanzaError::make("forbidden");
+      return cg::api::Flow::Stop;
+    }
+    return cg::api::Flow::Continue;
+  });
+
+  const Element request = parse_stanza("<iq type='get' from='romeo@montague.net/orchard' to='mim.shakespeare.lit' "
+                                       "id='info3'><query xmlns='http://jabber.org/protocol/disco#info' "
+                                       "node='http://jabber.org/protocol/commands'/></iq>");
+  IqReply info = host.call_iq(IqScope::Host, request);
+  REQUIRE_FALSE(info.is_error());
+  CHECK(canonical(FakeHost::reply_stanza(request, info)) == canonical(parse_stanza(kExample10)));
+  CHECK(asked == std::vector<std::string>{
+                     "http://jabber.org/protocol/commands from romeo@montague.net/orchard to mim.shakespeare.lit"});
+
+  IqReply items = host.call_iq(IqScope::Host, "<iq type='get' from='romeo@montague.net/orchard' "
+                                              "to='mim.shakespeare.lit' id='i'><query "
+                                              "xmlns='http://jabber.org/protocol/disco#items' "
+                                              "node='http://jabber.org/protocol/commands'/></iq>");
+  REQUIRE_FALSE(items.is_error());
+  auto parsed = disco::Items::parse(*items.payload());
+  REQUIRE(parsed);
+  CHECK(parsed->node == "http://jabber.org/protocol/commands");
+  CHECK(parsed->items == std::vector<disco::Item>{{"mim.shakespeare.lit", "config", "Configure Service"}});
+
+  // The owner's error is the answer; a node nobody claims stays item-not-found.
+  IqReply forbidden =
+      host.call_iq(IqScope::Host, "<iq type='get' from='romeo@montague.net/orchard' "
+                                  "to='mim.shakespeare.lit' id='p'><query "
+                                  "xmlns='http://jabber.org/protocol/disco#info' node='private'/></iq>");
+  REQUIRE(forbidden.is_error());
+  CHECK(forbidden.error_value().condition == "forbidden");
+  IqReply unknown = host.call_iq(IqScope::Host, "<iq type='get' from='romeo@montague.net/orchard' "
+                                                "to='mim.shakespeare.lit' id='u'><query "
+                                                "xmlns='http://jabber.org/protocol/disco#items' node='music'/></iq>");
+  REQUIRE(unknown.is_error());
+  CHECK(unknown.error_value().condition == "item-not-found");
+}

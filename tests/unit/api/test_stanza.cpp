@@ -304,6 +304,8 @@ TEST_CASE("stanza: parse_error on received errors", "[stanza]") {
   CHECK(e.text == "[ ... application-specific ... ]");
   CHECK(e.type == ErrorType::Cancel);
   CHECK(e.by == "pubsub.example.com");
+  REQUIRE(e.application);
+  CHECK(e.application->is("too-many-subscriptions", "http://jabber.org/protocol/pubsub#errors"));
 
   // No <error/> at all: no condition.
   const auto none = cg::api::parse_error(iq_get());
@@ -316,6 +318,28 @@ TEST_CASE("stanza: parse_error on received errors", "[stanza]") {
                                               "<conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"));
   CHECK(odd.condition == "conflict");
   CHECK_FALSE(odd.type);
+}
+
+TEST_CASE("stanza: an application-specific condition follows the condition and the text (RFC 6120 §8.3.4)",
+          "[stanza]") {
+  // XEP-0050 §4.4: <bad-request/> with <bad-sessionid xmlns='http://jabber.org/protocol/commands'/>.
+  const StanzaError e = StanzaError::make(
+      "bad-request", Element("bad-sessionid", "http://jabber.org/protocol/commands"), "no such session");
+  const Element reply = cg::api::make_error_reply(iq_get(), e);
+  const Element* error = reply.child("error");
+  REQUIRE(error != nullptr);
+  CHECK(error->attr("type") == "modify");
+  const auto children = error->children();
+  REQUIRE(children.size() == 3);
+  CHECK(children[0]->is("bad-request", ns::stanza_errors));
+  CHECK(children[1]->is("text", ns::stanza_errors));
+  CHECK(children[2]->is("bad-sessionid", "http://jabber.org/protocol/commands"));
+  // It reads back; without one there is none.
+  const auto back = cg::api::parse_error(reply);
+  CHECK(back.condition == "bad-request");
+  REQUIRE(back.application);
+  CHECK(back.application->is("bad-sessionid", "http://jabber.org/protocol/commands"));
+  CHECK_FALSE(cg::api::parse_error(cg::api::make_error_reply(iq_get(), "bad-request")).application);
 }
 
 TEST_CASE("stanza: StanzaError defaults", "[stanza]") {
