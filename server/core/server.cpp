@@ -3,6 +3,7 @@
 #include "server/net/c2s_session.hpp"
 #include "server/net/s2s.hpp"
 #include "storage/sqlite/sqlite_driver.hpp"
+#include "summarizer/summary_module.hpp"
 #include "xep/registry.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -33,11 +34,21 @@ namespace cg::core {
 namespace fs = std::filesystem;
 using tcp = asio::ip::tcp;
 
+// Every module: the XEPs of xep/registry.cpp and the summary command (summarizer/, which xep/ may not include).
+const std::vector<api::ModuleFactory>& all_modules() {
+  static const std::vector<api::ModuleFactory> modules = [] {
+    std::vector<api::ModuleFactory> out = xep::module_registry();
+    out.push_back(&summarizer::make_module); // issue 6: AI summaries (off by default)
+    return out;
+  }();
+  return modules;
+}
+
 config::Schema full_schema() {
   std::vector<std::string> all_names;
   std::vector<std::string> default_names;
   std::vector<api::ModuleInfo> infos;
-  for (auto factory : xep::module_registry()) {
+  for (auto factory : all_modules()) {
     auto info = factory()->info();
     all_names.push_back(info.name);
     if (info.default_enabled) {
@@ -279,7 +290,7 @@ void Server::open_storage() {
 void Server::load_modules() {
   std::map<std::string, api::ModuleFactory> by_name;
   std::map<std::string, api::ModuleInfo> infos;
-  for (auto factory : xep::module_registry()) {
+  for (auto factory : all_modules()) {
     auto info = factory()->info();
     by_name[info.name] = factory;
     infos[info.name] = info;

@@ -53,6 +53,8 @@ struct C2SSettings {
   int max_auth_attempts = 3;
 };
 
+// Every module the server can load (xep/registry.cpp and the summarizer's), in registration order.
+const std::vector<api::ModuleFactory>& all_modules();
 // The config schema: the core's sections plus every registered module's.
 config::Schema full_schema();
 
