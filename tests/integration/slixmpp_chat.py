@@ -9,82 +9,16 @@ Exits non-zero on any failure. Every wait is bounded and waits for an event, nev
 import argparse
 import asyncio
 import os
-import select
-import shutil
-import signal
-import socket
 import ssl
-import subprocess
 import sys
-import tempfile
-import time
 
 import slixmpp
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from chatgroup_server import Server as _Server
 
 
-class Server:
-    def __init__(self, chatgroupd, chatgroupctl):
-        self.dir = tempfile.mkdtemp(prefix="cg-slix-")
-        self.port = free_port()
-        self.ctl = chatgroupctl
-        self.config = os.path.join(self.dir, "chatgroup.toml")
-        with open(self.config, "w") as f:
-            f.write(f"""[server]
-hosts = ["localhost"]
-data_dir = "{self.dir}/data"
-[c2s]
-port = {self.port}
-direct_tls_port = 0
-[s2s]
-enabled = false
-[auth]
-failure_delay = 0
-[log]
-level = "debug"
-""")
-        self.chatgroupd = chatgroupd
-        self.proc = None
-
-    def add_user(self, jid, password):
-        r = subprocess.run([self.ctl, "-c", self.config, "adduser", jid], input=password + "\n",
-                           capture_output=True, text=True, timeout=30)
-        if r.returncode != 0:
-            raise RuntimeError(f"adduser {jid} failed: {r.stdout}{r.stderr}")
-
-    def start(self):
-        self.log = open(os.path.join(self.dir, "server.log"), "w")
-        self.proc = subprocess.Popen([self.chatgroupd, "-c", self.config], stdout=subprocess.PIPE,
-                                     stderr=self.log)
-        deadline = time.monotonic() + 30
-        out = b""
-        while b"chatgroupd: ready" not in out:
-            remaining = deadline - time.monotonic()
-            ready, _, _ = select.select([self.proc.stdout], [], [], max(remaining, 0))
-            if not ready:
-                raise RuntimeError("chatgroupd did not become ready")
-            chunk = os.read(self.proc.stdout.fileno(), 4096)
-            if not chunk:
-                raise RuntimeError("chatgroupd exited before it was ready")
-            out += chunk
-
-    def stop(self):
-        if self.proc:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                return -1
-
-    def cleanup(self):
-        if not os.environ.get("CG_KEEP_TEST_DIRS"):
-            shutil.rmtree(self.dir, ignore_errors=True)
+def Server(chatgroupd, chatgroupctl):
+    return _Server(chatgroupd, chatgroupctl, prefix="cg-slix-")
 
 
 class Client(slixmpp.ClientXMPP):
