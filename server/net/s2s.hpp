@@ -304,4 +304,7 @@ private:
 // them back into the namespace of the stream they leave on).
 void to_client_namespace(xml::Element& el);
 
+// The condition of a <stream:error/> a peer sent ("undefined-condition" when it names none).
+std::string peer_stream_error(const xml::Element& error);
+
 } // namespace cg::net

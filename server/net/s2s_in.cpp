@@ -259,12 +259,7 @@ asio::awaitable<void> S2SIn::on_element(Element& el) {
   }
   if (el.is("error", ns::streams)) {
     // RFC 6120 §4.9: the peer ends the stream; we close ours without an error of our own.
-    std::string condition = "undefined-condition";
-    for (const auto* c : el.children()) {
-      if (c->ns() == ns::stream_errors && c->name() != "text") {
-        condition = c->name();
-      }
-    }
+    const std::string condition = peer_stream_error(el);
     server_.logger().info("s2s-in {}: stream error from the peer: {} {}", peer_, condition,
                           el.child_text("text", ns::stream_errors));
     close_condition_ = condition;

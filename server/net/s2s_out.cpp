@@ -369,12 +369,7 @@ asio::awaitable<void> S2SOut::on_element(Element& el) {
   }
   if (el.is("error", ns::streams)) {
     // RFC 6120 §4.9: the peer ends the stream; we close ours without an error of our own.
-    std::string condition = "undefined-condition";
-    for (const auto* c : el.children()) {
-      if (c->ns() == ns::stream_errors && c->name() != "text") {
-        condition = c->name();
-      }
-    }
+    const std::string condition = peer_stream_error(el);
     const std::string text = el.child_text("text", ns::stream_errors);
     server_.logger().info("s2s-out {} -> {}: stream error from the peer: {}{}{}", local_, remote_, condition,
                           text.empty() ? "" : ": ", text);

@@ -23,6 +23,15 @@ void to_client_namespace(xml::Element& el) {
   }
 }
 
+std::string peer_stream_error(const xml::Element& error) {
+  for (const auto* c : error.children()) {
+    if (c->ns() == xml::ns::stream_errors && c->name() != "text") {
+      return c->name();
+    }
+  }
+  return "undefined-condition";
+}
+
 S2SStream::S2SStream(core::Server& server, S2SManager& manager, asio::any_io_executor strand)
     : server_(server), manager_(manager), strand_(strand), timer_(strand),
       last_activity_(std::chrono::steady_clock::now()) {
